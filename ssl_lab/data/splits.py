@@ -1,0 +1,191 @@
+"""Benchmark-like SynthFaces splits: who plays CelebA, MAFL, AFLW_M, AFLW_R, 300-W and FFHQ.
+
+Each split has its own pose/framing ranges (:class:`SynthConfig`), its own seed and a
+disjoint range of identity ids (so no test identity is seen in training). Sizes come from
+the scale (:mod:`ssl_lab.scales`). Rendered splits are cached under
+``$SSL_LAB_HOME/synthfaces`` (a pure function of name, size and renderer version).
+
+>>> test = load("mafl/test", scale="smoke")          # doctest: +SKIP
+>>> item = test[0]; item["image"].shape, item["landmarks"].shape
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .. import scales as _scales
+from ..paths import atomic_save, home
+from .synthfaces import BINARY_ATTRIBUTES, CONTINUOUS_ATTRIBUTES, RENDERER_VERSION, SynthConfig, render_faces
+
+ALIGNED = SynthConfig(yaw=30, pitch=15, roll=10, occluder_p=0.05)
+WIDE = SynthConfig(yaw=60, pitch=25, roll=30, occluder_p=0.15, zoom=(1.0, 1.1))
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    cfg: SynthConfig
+    points: int          # 5 (MAFL-style) or 68 (300-W) annotated landmarks; 0 = unannotated
+    seed: int
+    id_offset: int
+    per_identity: int    # images per identity
+
+
+SPECS = {
+    "celeba": SplitSpec(ALIGNED, 0, 11, 0, 20),
+    "mafl/train": SplitSpec(ALIGNED, 5, 21, 1_000_000, 10),
+    "mafl/test": SplitSpec(ALIGNED, 5, 22, 2_000_000, 10),
+    "aflw_m/train": SplitSpec(WIDE, 5, 31, 3_000_000, 10),
+    "aflw_m/test": SplitSpec(WIDE, 5, 32, 4_000_000, 10),
+    # AFLW_R: the same wide poses, cropped tighter (the face fills more of the frame)
+    "aflw_r/train": SplitSpec(SynthConfig(**{**asdict(WIDE), "face_scale": 0.75}), 5, 41, 5_000_000, 10),
+    "aflw_r/test": SplitSpec(SynthConfig(**{**asdict(WIDE), "face_scale": 0.75}), 5, 42, 6_000_000, 10),
+    "300w/train": SplitSpec(SynthConfig(yaw=45, pitch=20, roll=20, occluder_p=0.1), 68, 51, 7_000_000, 10),
+    "300w/test": SplitSpec(SynthConfig(yaw=45, pitch=20, roll=20, occluder_p=0.1), 68, 52, 8_000_000, 10),
+    # unaligned MAFL: zoomed out (recorded per image) and shifted; test zooms out further
+    "mafl_unaligned/train": SplitSpec(SynthConfig(**{**asdict(ALIGNED), "zoom": (1.0, 1.5), "shift": 0.15}),
+                                      5, 61, 1_000_000, 10),
+    "mafl_unaligned/test": SplitSpec(SynthConfig(**{**asdict(ALIGNED), "zoom": (1.0, 2.0), "shift": 0.15}),
+                                     5, 62, 2_000_000, 10),
+    # GAN training set (FFHQ role): near-frontal, clean, with attributes
+    "ffhq": SplitSpec(SynthConfig(yaw=25, pitch=12, roll=5, blur=(0.0, 0.3), noise=(0.0, 0.01)),
+                      0, 71, 9_000_000, 1),
+}
+GAN_LIMITED = (1000, 2000, 10000)
+
+
+class FaceSet(Dataset):
+    """A rendered split. Items are dicts: ``image`` float [3,S,S] in [0,1], ``landmarks``
+    (K,2) and ``visible`` (K,) for the split's annotation (5 or 68 points; 5 if unannotated),
+    ``name``, plus SynthFaces extras (kp5, vis5, kp68, vis68, parts, binary, continuous,
+    identity, pose, zoom). Whole-split tensors are in ``.data``."""
+
+    def __init__(self, name: str, data: dict, points: int):
+        self.name, self.data, self.points = name, data, points
+        self.binary_names, self.continuous_names = BINARY_ATTRIBUTES, CONTINUOUS_ATTRIBUTES
+
+    def __len__(self):
+        return len(self.data["image"])
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All images as float [N,3,S,S] in [0,1]."""
+        return self.data["image"].float() / 255
+
+    @property
+    def landmarks(self) -> torch.Tensor:
+        return self.data["kp68" if self.points == 68 else "kp5"]
+
+    @property
+    def visible(self) -> torch.Tensor:
+        return self.data["vis68" if self.points == 68 else "vis5"]
+
+    def __getitem__(self, i):
+        d = {k: v[i] for k, v in self.data.items()}
+        d["image"] = d["image"].float() / 255
+        d["parts"] = d["parts"].long()
+        k = "68" if self.points == 68 else "5"
+        d.update(landmarks=d[f"kp{k}"], visible=d[f"vis{k}"], name=f"{self.name}/{i:06d}")
+        return d
+
+    def subset(self, n: int) -> "FaceSet":
+        """The first ``n`` images (the limited-data subsets of the GAN chapters)."""
+        if n > len(self):
+            raise ValueError(f"{self.name} has {len(self)} images, cannot take the first {n}")
+        return FaceSet(f"{self.name}[:{n}]", {k: v[:n] for k, v in self.data.items()}, self.points)
+
+
+def split_size(name: str, scale: str) -> int:
+    sc = _scales.get(scale)
+    if name not in sc.sizes:
+        raise KeyError(f"unknown split {name!r}; known: {sorted(SPECS)}")
+    if sc.real_data:
+        raise ValueError(f"scale {scale!r} uses the real datasets: read them with "
+                         "ssl_lab.data.faces (see data_scripts/) instead of SynthFaces")
+    return sc.sizes[name]
+
+
+def render_split(name: str, n: int, size: int, device="cpu", chunk: int = 256, progress=False) -> dict:
+    """Render the first ``n`` images of split ``name`` at ``size`` px (uint8 images)."""
+    spec = SPECS[name]
+    idx = np.arange(n)
+    ids = spec.id_offset + idx // spec.per_identity
+    out = {}
+    it = range(0, n, chunk)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc=f"render {name}", leave=False)
+    for a in it:
+        r = render_faces(idx[a:a + chunk], ids[a:a + chunk], seed=spec.seed, size=size,
+                         cfg=spec.cfg, device=device)
+        r["image"] = (r["image"] * 255).round().to(torch.uint8)
+        r["parts"] = r["parts"].to(torch.uint8)
+        r["zoom"] = r["continuous"][:, CONTINUOUS_ATTRIBUTES.index("zoom")]
+        for k, v in r.items():
+            out.setdefault(k, []).append(v.cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _cache_path(name, n, size):
+    spec = SPECS[name]
+    key = json.dumps([name, n, size, RENDERER_VERSION, asdict(spec)], sort_keys=True)
+    h = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return home() / "synthfaces" / f"{name.replace('/', '-')}-n{n}-{size}px-{h}.pt"
+
+
+def load(name: str, scale: str = "smoke", size: int | None = None, n: int | None = None,
+         device="cpu", cache: bool = True, progress: bool = False) -> FaceSet:
+    """The SynthFaces split ``name`` (e.g. ``"mafl/test"``) at ``scale``; ``size`` defaults to
+    the scale's face size (GAN size for ``"ffhq"``), ``n`` to the scale's split size."""
+    if name not in SPECS:
+        raise KeyError(f"unknown split {name!r}; known: {sorted(SPECS)}")
+    sc = _scales.get(scale)
+    n = n or split_size(name, scale)
+    size = size or (sc.gan_size if name == "ffhq" else sc.face_size)
+    path = _cache_path(name, n, size)
+    if cache and path.exists():
+        data = torch.load(path, weights_only=True)
+    else:
+        data = render_split(name, n, size, device=device, progress=progress)
+        if cache:
+            atomic_save(data, path)
+    return FaceSet(name, data, SPECS[name].points)
+
+
+def matching_pairs(faces: FaceSet, n: int, same: bool, seed: int = 0) -> torch.Tensor:
+    """``n`` index pairs (n, 2) into ``faces``: two images of one identity (``same``) or of
+    two different identities. Deterministic in ``seed``; no pair repeats."""
+    ids = faces.data["identity"].numpy()
+    rng = np.random.default_rng(seed)
+    pairs = set()
+    limit = n * 50
+    while len(pairs) < n and limit:
+        limit -= 1
+        a, b = rng.choice(len(ids), 2, replace=False)
+        if (ids[a] == ids[b]) == same:
+            pairs.add((int(a), int(b)))
+    if len(pairs) < n:
+        raise ValueError(f"{faces.name}: could not find {n} {'same' if same else 'different'}-"
+                         f"identity pairs among {len(ids)} images; use a larger split")
+    return torch.tensor(sorted(pairs))
+
+
+def describe(scale: str) -> list[dict]:
+    """One row per split: its role, size, resolution, annotation and ranges (for tables)."""
+    sc = _scales.get(scale)
+    rows = []
+    for name, spec in SPECS.items():
+        c = spec.cfg
+        rows.append(dict(split=name, images=sc.sizes.get(name),
+                         px=sc.gan_size if name == "ffhq" else sc.face_size,
+                         landmarks=spec.points or "-",
+                         identities=None if sc.sizes.get(name) is None
+                         else math.ceil(sc.sizes[name] / spec.per_identity),
+                         yaw=f"±{c.yaw:g}", pitch=f"±{c.pitch:g}", roll=f"±{c.roll:g}",
+                         zoom=f"{c.zoom[0]:g}-{c.zoom[1]:g}", occluders=c.occluder_p))
+    return rows

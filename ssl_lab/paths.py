@@ -1,0 +1,41 @@
+"""Where things live, and writes that never leave a half-written file behind."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def home() -> Path:
+    """The cache of rendered splits and trained artefacts: ``$SSL_LAB_HOME`` or
+    ``~/.cache/ssl_lab``."""
+    return Path(os.environ.get("SSL_LAB_HOME", Path.home() / ".cache" / "ssl_lab"))
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_save(obj, path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename."""
+    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(text: str, path) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))

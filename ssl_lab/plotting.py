@@ -1,0 +1,49 @@
+"""Plotting helpers shared by the chapters (matplotlib only)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+PART_COLOURS = np.array([
+    [0.10, 0.10, 0.10], [0.95, 0.75, 0.60], [0.45, 0.25, 0.10], [0.20, 0.60, 0.20],
+    [0.10, 0.80, 0.40], [0.20, 0.40, 0.95], [0.50, 0.20, 0.90], [0.95, 0.55, 0.10],
+    [0.90, 0.10, 0.20], [0.35, 0.35, 0.35], [0.10, 0.90, 0.90], [0.95, 0.95, 0.20]])
+
+
+def _np_image(img) -> np.ndarray:
+    img = torch.as_tensor(img).detach().float().cpu()
+    if img.dtype == torch.uint8 or img.max() > 1.5:
+        img = img / 255
+    return img.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def parts_rgb(parts) -> np.ndarray:
+    """A part label map (H, W) as an RGB image."""
+    return PART_COLOURS[torch.as_tensor(parts).long().cpu().numpy() % len(PART_COLOURS)]
+
+
+def face_grid(images, landmarks=None, visible=None, titles=None, ncols: int = 8, size: float = 1.6,
+              marker_size: float = 6, parts=None, alpha: float = 0.55):
+    """A grid of faces, optionally with landmarks (visible in lime, hidden as red x) and a
+    part-map overlay. Returns the figure."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        im = _np_image(images[i])
+        if parts is not None:
+            im = (1 - alpha) * im + alpha * parts_rgb(parts[i])
+        ax.imshow(im, interpolation="nearest")
+        if landmarks is not None:
+            kp = torch.as_tensor(landmarks[i]).cpu().numpy()
+            vis = np.ones(len(kp), bool) if visible is None else torch.as_tensor(visible[i]).cpu().numpy()
+            ax.scatter(kp[vis, 0], kp[vis, 1], s=marker_size, c="lime", linewidths=0)
+            ax.scatter(kp[~vis, 0], kp[~vis, 1], s=marker_size, c="red", marker="x", linewidths=0.8)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
+    fig.tight_layout(pad=0.2)
+    return fig

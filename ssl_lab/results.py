@@ -1,0 +1,87 @@
+"""Recorded runs: one JSON per chapter run, with provenance, in ``results/<chapter>/``.
+
+Schema (DESIGN.md, "Conventions")::
+
+    {"chapter": "lead/matching", "scale": "small", "tag": "seed0", "table": "thesis-3.1",
+     "rows": {"LEAD / 64": {"Same": 2.1, "Different": 4.3}, ...},
+     "device": "cpu", "torch": "2.14.1", "commit": "abc1234", "date": "2026-11-22T...",
+     "seeds": [0], "wall_time_s": 812.4, "parameters": {...},
+     "stand_ins": {"ViT DINO": "dino-vit-tiny trained on SynthFaces celeba/small"}}
+
+Row and column labels are the paper's own (see :mod:`ssl_lab.reference`), so a recorded
+table lines up with the published one. Files are written atomically.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .paths import atomic_write_text, repo_root
+
+SCALES = ("smoke", "small", "full")
+
+
+def results_dir() -> Path:
+    return repo_root() / "results"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(),
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {torch.get_num_threads()} threads"
+
+
+def make_record(chapter: str, scale: str, table: str, rows: dict, *, tag: str = "run",
+                device="cpu", seeds=(0,), wall_time_s: float | None = None,
+                parameters: dict | None = None, stand_ins: dict | None = None,
+                notes: str = "") -> dict:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    for r, cols in rows.items():
+        if not isinstance(cols, dict):
+            raise TypeError(f"row {r!r} must map column labels to values, got {type(cols).__name__}")
+    return dict(chapter=chapter, scale=scale, tag=tag, table=table, rows=rows,
+                device=device_name(device), torch=torch.__version__, commit=git_commit(),
+                date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                seeds=list(seeds), wall_time_s=None if wall_time_s is None else round(wall_time_s, 1),
+                parameters=parameters or {}, stand_ins=stand_ins or {}, notes=notes)
+
+
+def save(record: dict, root: Path | None = None) -> Path:
+    """Write ``results/<chapter>/<scale>-<tag>.json`` (chapter may contain a ``/``)."""
+    root = Path(root) if root else results_dir()
+    path = root / record["chapter"] / f"{record['scale']}-{record['tag']}.json"
+    return atomic_write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", path)
+
+
+def load_all(chapter: str | None = None, root: Path | None = None) -> list[dict]:
+    """Every recorded run (of one chapter, or all), oldest first."""
+    root = Path(root) if root else results_dir()
+    base = root / chapter if chapter else root
+    recs = [json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))] if base.exists() else []
+    return sorted(recs, key=lambda r: r.get("date", ""))
+
+
+def best(chapter: str, table: str, root: Path | None = None) -> dict | None:
+    """The recorded run to show beside the paper: the largest scale, then the newest.
+    Smoke runs are never returned: they prove the code path, not a finding."""
+    recs = [r for r in load_all(chapter, root) if r["table"] == table and r["scale"] != "smoke"]
+    if not recs:
+        return None
+    return max(recs, key=lambda r: (SCALES.index(r["scale"]), r.get("date", "")))
