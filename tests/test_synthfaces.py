@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ssl_lab.data import splits
-from ssl_lab.data.synthfaces import (BINARY_ATTRIBUTES, PART, SynthConfig, hash_uniform,
+from ssl_lab.data.synthfaces import (BINARY_ATTRIBUTES, PART, SynthConfig, hash_uniform, landmark_part_agreement,
                                      identity_params, render_faces)
 
 CLEAN_WIDE = SynthConfig(yaw=60, pitch=25, roll=30, blur=(0, 0), noise=(0, 0), occluder_p=0.0)
@@ -197,3 +197,16 @@ def test_matching_pairs(home):
 def test_full_scale_refuses_synthfaces():
     with pytest.raises(ValueError, match="real datasets"):
         splits.split_size("mafl/test", "full")
+
+
+def test_landmark_part_agreement_scores_a_hand_made_case():
+    parts = torch.zeros(1, 8, 8, dtype=torch.long)
+    parts[0, 2, 2], parts[0, 2, 5], parts[0, 4, 4] = PART["left_eye"], PART["skin"], PART["nose"]
+    parts[0, 6, 1:7] = PART["mouth"]
+    kp5 = torch.tensor([[[2.0, 2.0], [5.0, 2.0], [4.0, 4.0], [1.0, 6.0], [7.9, 2.0]]])
+    out = dict(parts=parts, kp5=kp5, vis5=torch.ones(1, 5, dtype=torch.bool))
+    res = landmark_part_agreement(out)
+    # left eye on its part, right eye on skin, nose on nose, one mouth corner of two near the mouth
+    assert res == {"left_eye": 1.0, "right_eye": 0.0, "nose_tip": 1.0, "mouth_corners": 0.5}
+    out = _render(100, size=96)
+    assert all(v > 0.97 for v in landmark_part_agreement(out).values())

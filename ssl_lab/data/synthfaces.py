@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RENDERER_VERSION = 1   # bump when a change alters rendered pixels or landmarks (invalidates caches)
+RENDERER_VERSION = 2   # bump when a change alters rendered pixels or landmarks (invalidates caches)
 PART_NAMES = ("background", "skin", "hair", "left_brow", "right_brow", "left_eye",
               "right_eye", "nose", "mouth", "beard", "glasses", "occluder")
 PART = {n: i for i, n in enumerate(PART_NAMES)}
@@ -199,33 +199,37 @@ class Decal:
         beta = h * sn - self.k[:, None] * al ** 2
         return self.cx[:, None] + self.w[:, None] * al, self.cy[:, None] + self.w[:, None] * beta
 
-    def alpha(self, lx, ly, px, ring=None):
-        """Coverage of pixels whose surface point is (lx, ly); px: pixels per local unit."""
+    def radius(self, lx, ly, px):
+        """Elliptic radius r (1 on the outline) of pixels whose surface point is (lx, ly),
+        and pixels per unit of r along the short axis (for anti-aliasing)."""
         e = lambda t: t[:, None, None]
         al = (lx - e(self.cx)) / e(self.w)
-        be = (ly - e(self.cy)) / e(self.w) + e(self.k) * al ** 2
+        be = (ly - e(self.cy)) / e(self.w) + e(self.k) * al.square()
         h = torch.where(be > 0, e(self.h_lo), e(self.h_up)).clamp_min(1e-3)
-        r = torch.sqrt(al ** 2 + (be / h) ** 2)
-        edge = e(px * self.w) * h                       # pixels per unit of r (short axis)
+        return torch.sqrt(al.square_() + (be / h).square_()), e(px * self.w) * h
+
+    def alpha(self, lx, ly, px, ring=None):
+        """Coverage of pixels whose surface point is (lx, ly); px: pixels per local unit."""
+        r, edge = self.radius(lx, ly, px)
         a = _ramp((1 - r) * edge)
         if ring is not None:                            # keep the band r in [1 - ring, 1]
-            ring = e(ring) if torch.is_tensor(ring) else ring
+            ring = ring[:, None, None] if torch.is_tensor(ring) else ring
             a = a * _ramp((r - 1 + ring) * edge)
         return a
 
 
-def _polyline_alpha(qx, qy, pts, half_width, px):
-    """Coverage of a thick polyline through pts (B, K, 2), for query coords qx, qy (B|1, S, S)
-    in the same units; half_width (B,) or (B, K-1); px: (B,) pixels per unit."""
+def _capsules_alpha(qx, qy, a, b, wa, wb, px):
+    """Coverage of capsules (segments a -> b with half-widths growing from wa to wb),
+    for query coords qx, qy (B|1, S, S) in the same units as a, b (B, K, 2), wa, wb (B, K);
+    px: (B,) pixels per unit. A capsule with a == b is a disc."""
     e = lambda v: v[:, :, None, None]
-    ax, ay = e(pts[:, :-1, 0]), e(pts[:, :-1, 1])
-    abx, aby = e(pts[:, 1:, 0]) - ax, e(pts[:, 1:, 1]) - ay
-    inv = 1 / (abx * abx + aby * aby).clamp_min(1e-12)
-    aqx, aqy = qx[:, None] - ax, qy[:, None] - ay                      # B,K-1,S,S
-    t = ((aqx * abx + aqy * aby) * inv).clamp_(0, 1)
+    ax, ay = e(a[..., 0]), e(a[..., 1])
+    abx, aby = e(b[..., 0]) - ax, e(b[..., 1]) - ay
+    aqx, aqy = qx[:, None] - ax, qy[:, None] - ay                      # B,K,S,S
+    t = ((aqx * abx + aqy * aby) / (abx * abx + aby * aby).clamp_min(1e-12)).clamp_(0, 1)
     d = torch.sqrt((aqx - t * abx).square_() + (aqy - t * aby).square_())
-    w = half_width if half_width.dim() == 2 else half_width[:, None].expand(-1, d.shape[1])
-    return _ramp((e(w) - d).amax(1) * px[:, None, None])
+    w = e(wa) + t * e(wb - wa)
+    return _ramp((w - d).amax(1) * px[:, None, None])
 
 
 def _layer(img, lab, alpha, rgb, label=None):
@@ -288,11 +292,13 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
                       torch.ones(8, device=device)])
     jaw = torch.stack([side * 0.95 * ip["head_w"][:, None] * phi.cos(),
                        0.95 * ip["head_h"][:, None] * phi.sin().expand(B, -1)], -1)
-    brows = []
-    for sg in (-1.0, 1.0):
-        bx = sg * ip["eye_sep"][:, None] + sg * ip["eye_w"][:, None] * lin(-1.25, 1.25, 5)[None]
-        by = brow_y[:, None] - 0.03 * (1 - lin(-1, 1, 5)[None] ** 2)
-        brows.append(torch.stack([bx, by], -1))
+    # brows: thin arched decals, their 5 points on the mid-line from image-left to right
+    bw = 1.25 * ip["eye_w"]
+    brows = [Decal(sg * ip["eye_sep"], brow_y - 0.03, bw, ip["brow_t"] / bw, ip["brow_t"] / bw, -0.03 / bw)
+             for sg in (-1.0, 1.0)]
+    al_b = lin(-0.9, 0.9, 5)[None]
+    brow_pts = [torch.stack([br.cx[:, None] + br.w[:, None] * al_b,
+                             br.cy[:, None] - br.k[:, None] * br.w[:, None] * al_b ** 2], -1) for br in brows]
     t_eye = torch.tensor([math.pi, -2 * math.pi / 3, -math.pi / 3, 0, math.pi / 3, 2 * math.pi / 3],
                          device=device)
     t_out = torch.tensor([math.pi] + [-math.pi + k * math.pi / 6 for k in range(1, 6)] + [0.0]
@@ -300,7 +306,7 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     t_in = torch.tensor([math.pi, -3 * math.pi / 4, -math.pi / 2, -math.pi / 4, 0.0,
                          math.pi / 4, math.pi / 2, 3 * math.pi / 4], device=device)
     xy = lambda pair: torch.stack(pair, -1)
-    on_face = torch.cat([jaw, brows[0], brows[1]], 1)                  # points 0..26
+    on_face = torch.cat([jaw, brow_pts[0], brow_pts[1]], 1)                  # points 0..26
     # eye corners come first in 300-W order: the image-left eye runs 36 (outer) -> 39 (inner)
     decal_pts = torch.cat([xy(eyes[0].points(t_eye)), xy(eyes[1].points(t_eye)),
                            xy(mouth.points(t_out)), xy(inner.points(t_in))], 1)   # 36..67
@@ -371,25 +377,23 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     scalp = _ramp((line - ly) * e(px) * 1.5)
     sides = _ramp((-lz / e(ip["head_d"]) - 0.05) * e(px)) * (ly < 0.1)
     _layer(img, lab, head_a * torch.maximum(scalp, sides), _rgb(hair), PART["hair"])
-    beard_a = _ramp((ly - e(ip["nose_y"] + 0.1)) * e(px)) * head_a * e(ip["beard"])
+    beard_a = _ramp((ly - e(0.4 * ip["nose_y"] + 0.6 * ip["mouth_y"])) * e(px)) * head_a * e(ip["beard"])
     _layer(img, lab, beard_a * (lz > 0.05 * e(ip["head_d"])), _rgb(hair) * 0.7, PART["beard"])
     # wrinkles with age: thin forehead lines (no part label)
     old = e((ip["age"] - 0.6).clamp_min(0)) * 1.5
     wr = (torch.cos((ly - e(ip["eye_y"])) * 90) > 0.92) & (ly < e(brow_y) - 0.08) & (ly > e(brow_y) - 0.28)
     _layer(img, lab, head_a * wr * old * (1 - scalp), skin * 0.6)
 
-    for name, b in zip(("left_brow", "right_brow"), brows):
-        _layer(img, lab, _polyline_alpha(lx, ly, b, ip["brow_t"], px) * head_a, _rgb(hair) * 0.75, PART[name])
+    for name, br in zip(("left_brow", "right_brow"), brows):
+        _layer(img, lab, br.alpha(lx, ly, px) * head_a, _rgb(hair) * 0.75, PART[name])
     sclera = _rgb(col.get("sclera", 0.95 * one[:, None].expand(B, 3)))
     for name, ey in zip(("left_eye", "right_eye"), eyes):
         ea = ey.alpha(lx, ly, px) * head_a
         _layer(img, lab, ea, sclera, PART[name])
-        r_iris = ey.w * ey.h_up * 0.95
-        iris = Decal(ey.cx, ey.cy, r_iris, one, one, zero)
-        _layer(img, lab, iris.alpha(lx, ly, px) * ea, _rgb(col.get("iris", ip["iris_rgb"])))
-        if "iris" not in col:
-            pupil = Decal(ey.cx, ey.cy, r_iris * 0.45, one, one, zero)
-            _layer(img, lab, pupil.alpha(lx, ly, px) * ea, 0.05 * skin)
+        r, edge = Decal(ey.cx, ey.cy, ey.w * ey.h_up * 0.95, one, one, zero).radius(lx, ly, px)
+        _layer(img, lab, _ramp((1 - r) * edge) * ea, _rgb(col.get("iris", ip["iris_rgb"])))
+        if "iris" not in col:                         # pupil: 0.45 of the iris radius
+            _layer(img, lab, _ramp((0.45 - r) * edge) * ea, 0.05 * skin)
     fa = head_a * (facing(torch.stack([zero, my, zero], -1)[:, None])[:, 0] > 0.0).float()[:, None, None]
     _layer(img, lab, mouth.alpha(lx, ly, px) * fa, _rgb(col.get("lips", ip["lip_rgb"])), PART["mouth"])
     in_a = inner.alpha(lx, ly, px) * fa * e((mopen + smile) > 0.5)
@@ -400,14 +404,13 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     img.mul_(1 - head_a[:, None] + (head_a * shade)[:, None])        # lighting on the head
     # nose, drawn in the image because it stands out of the head: bridge, base, nostrils
     kx, ky = X[None], Y[None]
-    wid = (s * ip["nose_w"])[:, None] * torch.tensor([0.2, 0.3, 0.45], device=device)[None]
-    base_line = torch.cat([kp68[:, 31:36], kp68[:, 30:31]], 1)
-    nose_a = torch.maximum(_polyline_alpha(kx, ky, kp68[:, 27:31], wid, S / 2 * one),
-                           _polyline_alpha(kx, ky, base_line, s * ip["nose_w"] * 0.3, S / 2 * one))
+    nw = (s * ip["nose_w"])[:, None] * torch.tensor([0.2, 0.3, 0.4], device=device)[None]
+    nose_a = _capsules_alpha(kx, ky, kp68[:, [27, 31, 33]], kp68[:, [30, 35, 30]], nw[:, [0, 1, 2]],
+                             nw[:, [2, 1, 2]] * torch.tensor([[1.1, 1, 1]], device=device), S / 2 * one)
     _layer(img, lab, nose_a, skin * e(0.8 + 0.2 * mp["ambient"])[:, None], PART["nose"])
-    for k in (32, 34):
-        d = ((kx - kp68[:, k, 0, None, None]) ** 2 + (ky - kp68[:, k, 1, None, None]) ** 2).sqrt()
-        _layer(img, lab, _ramp((e(s * 0.025) - d) * S / 2) * e(vis68[:, k].float()), skin * 0.4)
+    nostril = (s * 0.025)[:, None].expand(-1, 2) * vis68[:, [32, 34]]
+    _layer(img, lab, _capsules_alpha(kx, ky, kp68[:, [32, 34]], kp68[:, [32, 34]], nostril, nostril,
+                                     S / 2 * one), skin * 0.4)
     # glasses: rings around the eyes and a bridge between them
     gl = e(ip["glasses"]) * head_a
     g_rgb = _rgb(col.get("glasses", ip["glasses_rgb"]))
@@ -415,9 +418,10 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
         ring = Decal(ey.cx, ey.cy, ey.w * 1.7, 0.8 * one, 0.8 * one, zero)
         frame = 0.045 / (ring.w * 0.8)                  # frame thickness 0.045 face units
         _layer(img, lab, ring.alpha(lx, ly, px, ring=frame) * gl, g_rgb, PART["glasses"])
-    gb = torch.stack([torch.stack([eyes[0].cx + eyes[0].w * 1.65, ip["eye_y"]], -1),
-                      torch.stack([eyes[1].cx - eyes[1].w * 1.65, ip["eye_y"]], -1)], 1)
-    _layer(img, lab, _polyline_alpha(lx, ly, gb, 0.012 * one, px) * gl, g_rgb, PART["glasses"])
+    ga = torch.stack([eyes[0].cx + eyes[0].w * 1.65, ip["eye_y"]], -1)[:, None]
+    gb = torch.stack([eyes[1].cx - eyes[1].w * 1.65, ip["eye_y"]], -1)[:, None]
+    bar = 0.012 * one[:, None]
+    _layer(img, lab, _capsules_alpha(lx, ly, ga, gb, bar, bar, px) * gl, g_rgb, PART["glasses"])
     # occluder: a box in image space
     ox, oy, osz = e(mp["occ_xy"][:, 0]), e(mp["occ_xy"][:, 1]), e(mp["occ_size"])
     box = torch.maximum((X[None] - ox).abs(), (Y[None] - oy).abs() * 0.6) / osz
@@ -500,3 +504,27 @@ def render_faces(indices, identities, seed: int = 0, size: int = 64, cfg: SynthC
 
 def with_config(cfg: SynthConfig, **kw) -> SynthConfig:
     return replace(cfg, **kw)
+
+
+def landmark_part_agreement(out: dict, mouth_tol: float = 2.0) -> dict[str, float]:
+    """How often the visible 5 landmarks sit on their part in the rendered part map:
+    eye centres on eye pixels, nose tip on nose pixels (exact pixel), mouth corners within
+    ``mouth_tol`` px of a mouth pixel (the mouth tapers to a point at its corners)."""
+    parts, kp, vis = out["parts"], out["kp5"], out["vis5"]
+    B, S = parts.shape[0], parts.shape[-1]
+    xi, yi = kp[..., 0].round().long().clamp(0, S - 1), kp[..., 1].round().long().clamp(0, S - 1)
+    at = parts[torch.arange(B)[:, None], yi, xi]
+    want = torch.tensor([PART["left_eye"], PART["right_eye"], PART["nose"]])
+    res = {}
+    for j, name in enumerate(("left_eye", "right_eye", "nose_tip")):
+        v = vis[:, j]
+        res[name] = float((at[v, j] == want[j]).float().mean()) if v.any() else float("nan")
+    grid = torch.stack(torch.meshgrid(torch.arange(S), torch.arange(S), indexing="xy"), -1).float()
+    hits = []
+    for b in range(B):
+        mouth = grid[parts[b] == PART["mouth"]]
+        for j in (3, 4):
+            if vis[b, j]:
+                hits.append(len(mouth) > 0 and bool((mouth - kp[b, j]).norm(dim=-1).min() <= mouth_tol))
+    res["mouth_corners"] = float(np.mean(hits)) if hits else float("nan")
+    return res

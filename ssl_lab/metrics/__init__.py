@@ -1,0 +1,1 @@
+"""Evaluation metrics of the thesis, each defined once (see DESIGN.md, "Metrics, defined once")."""

@@ -1,0 +1,189 @@
+"""Landmark metrics: inter-ocular-normalised error, PCK, and matching by feature similarity.
+
+Conventions (shared with ``ssl_lab.data``):
+
+* landmarks are ``(..., K, 2)`` tensors of ``(x, y)`` image coordinates in pixels, 0-based,
+  with the *pixel-centre* convention: pixel ``j`` covers ``[j - 0.5, j + 0.5)`` and has its
+  centre at ``x = j``;
+* a feature map ``(B, C, h, w)`` of an ``H x W`` image tiles the image with cells of
+  ``H / h`` by ``W / w`` pixels (any stride, need not be an integer); cell ``i`` has its
+  centre at image coordinate ``(i + 0.5) * stride - 0.5``.
+
+IOD error (thesis Sec. 3.4, as in DVE and every paper it compares with)::
+
+    error = 100 * mean_k ||pred_k - gt_k|| / ||gt[eye_l] - gt[eye_r]||
+
+computed per image, then averaged over images.  The two normalising points are the eye
+centres for the 5-point (MAFL / AFLW) sets and the outer eye corners 36 / 45 for the
+68-point (300-W) set; :data:`EYES` holds these and is what ``eyes=None`` uses.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["EYES", "inter_ocular", "iod_error", "pck", "sample_descriptors",
+           "cosine_similarity_maps", "match_landmarks", "correspondence_heatmap"]
+
+#: indices of the two points whose distance normalises the error, by number of landmarks
+EYES = {5: (0, 1), 68: (36, 45)}
+
+
+def _check_points(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, gt = torch.as_tensor(pred), torch.as_tensor(gt)
+    if pred.shape != gt.shape or pred.shape[-1] != 2 or pred.dim() not in (2, 3):
+        raise ValueError(f"pred and gt must both be (K, 2) or (B, K, 2) (x, y) points; got "
+                         f"{tuple(pred.shape)} and {tuple(gt.shape)}")
+    if pred.dim() == 2:
+        pred, gt = pred[None], gt[None]
+    return pred.double(), gt.double()
+
+
+def _eyes(eyes: Sequence[int] | None, k: int) -> tuple[int, int]:
+    if eyes is None:
+        if k not in EYES:
+            raise ValueError(f"no default eye indices for {k} landmarks (known: 5 -> (0, 1), "
+                             f"68 -> (36, 45)); pass eyes=(left, right)")
+        return EYES[k]
+    left, right = eyes
+    if not (0 <= left < k and 0 <= right < k) or left == right:
+        raise ValueError(f"eyes={tuple(eyes)} must be two different indices below {k}")
+    return left, right
+
+
+def inter_ocular(gt: torch.Tensor, eyes: Sequence[int] | None = None) -> torch.Tensor:
+    """Inter-ocular distance ``||gt[eye_l] - gt[eye_r]||`` of each image: ``(B,)`` (float64)."""
+    gt = torch.as_tensor(gt).double()
+    gt = gt[None] if gt.dim() == 2 else gt
+    left, right = _eyes(eyes, gt.shape[-2])
+    iod = (gt[:, left] - gt[:, right]).norm(dim=-1)
+    if (iod <= 0).any():
+        bad = torch.nonzero(iod <= 0).flatten().tolist()
+        raise ValueError(f"inter-ocular distance is zero for image(s) {bad}: "
+                         f"the two eye points coincide")
+    return iod
+
+
+def _visible(visible, shape) -> torch.Tensor:
+    if visible is None:
+        return torch.ones(shape[:2], dtype=torch.bool)
+    visible = torch.as_tensor(visible, dtype=torch.bool)
+    visible = visible[None] if visible.dim() == 1 else visible
+    if visible.shape != shape[:2]:
+        raise ValueError(f"visible must be (B, K) = {tuple(shape[:2])}; got {tuple(visible.shape)}")
+    return visible
+
+
+def iod_error(pred, gt, eyes: Sequence[int] | None = None, visible=None,
+              per_image: bool = False):
+    """Landmark error in percent of the inter-ocular distance.
+
+    ``pred``, ``gt``: ``(B, K, 2)`` or ``(K, 2)`` pixel coordinates.  ``eyes``: the two
+    normalising indices (default from :data:`EYES`: ``(0, 1)`` for 5 points, ``(36, 45)``
+    for 68).  ``visible``: optional ``(B, K)`` bool; the mean of an image runs over its
+    visible points only (the eyes themselves must be annotated), and an image with no
+    visible point is left out of the mean over images (its per-image value is NaN).
+
+    Returns the mean over images as a float; with ``per_image=True`` returns
+    ``(mean, per_image_errors)`` where the second is a ``(B,)`` float64 tensor.
+    """
+    pred, gt = _check_points(pred, gt)
+    vis = _visible(visible, pred.shape).to(pred.device)
+    per_point = (pred - gt).norm(dim=-1) / inter_ocular(gt, eyes)[:, None]     # (B, K)
+    n = vis.sum(1)
+    per_img = 100.0 * torch.where(vis, per_point, 0.0).sum(1) / n.clamp(min=1)
+    per_img = torch.where(n > 0, per_img, torch.full_like(per_img, float("nan")))
+    if not (n > 0).any():
+        raise ValueError("no visible landmark in any image: the IOD error is undefined")
+    mean = float(per_img[n > 0].mean())
+    return (mean, per_img) if per_image else mean
+
+
+def pck(pred, gt, thresholds: Sequence[float] = (0.05, 0.10), eyes: Sequence[int] | None = None,
+        visible=None) -> dict[float, float]:
+    """Percentage of correct keypoints: fraction of (visible) points, over all images, whose
+    error is at most ``t x IOD`` for each threshold ``t``.  Returns ``{t: fraction in [0, 1]}``."""
+    pred, gt = _check_points(pred, gt)
+    vis = _visible(visible, pred.shape).to(pred.device)
+    if not vis.any():
+        raise ValueError("no visible landmark: PCK is undefined")
+    rel = (pred - gt).norm(dim=-1) / inter_ocular(gt, eyes)[:, None]           # (B, K)
+    return {float(t): float((rel[vis] <= t).double().mean()) for t in thresholds}
+
+
+# ----------------------------------------------------------------------------- matching
+
+def _image_hw(image_size) -> tuple[float, float]:
+    if isinstance(image_size, (int, float)):
+        return float(image_size), float(image_size)
+    h, w = image_size
+    return float(h), float(w)
+
+
+def sample_descriptors(feat: torch.Tensor, points: torch.Tensor, image_size) -> torch.Tensor:
+    """Bilinearly sample ``feat`` ``(B, C, h, w)`` at image-pixel ``points`` ``(B, K, 2)``.
+
+    ``image_size``: the image side in pixels (int) or ``(H, W)``.  With the pixel-centre
+    convention, image ``x`` lies at feature coordinate ``(x + 0.5) / stride - 0.5``, which
+    is exactly ``grid_sample(align_corners=False)`` at ``(2x + 1) / W - 1``.  Points off the
+    map take the border value.  Returns ``(B, K, C)``.
+    """
+    if feat.dim() != 4 or points.dim() != 3 or points.shape[0] != feat.shape[0]:
+        raise ValueError(f"expected feat (B, C, h, w) and points (B, K, 2); got "
+                         f"{tuple(feat.shape)} and {tuple(points.shape)}")
+    H, W = _image_hw(image_size)
+    scale = torch.tensor([W, H], dtype=feat.dtype, device=feat.device)
+    grid = (2 * points.to(feat) + 1) / scale - 1                                # (B, K, 2)
+    out = F.grid_sample(feat, grid[:, :, None], mode="bilinear", padding_mode="border",
+                        align_corners=False)                                    # (B, C, K, 1)
+    return out[..., 0].transpose(1, 2)
+
+
+def cosine_similarity_maps(descriptors: torch.Tensor, feat_query: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of descriptors ``(B, K, C)`` with every position of ``feat_query``
+    ``(B, C, h, w)``: ``(B, K, h, w)``."""
+    d = F.normalize(descriptors, dim=-1)
+    q = F.normalize(feat_query, dim=1)
+    return torch.einsum("bkc,bchw->bkhw", d, q)
+
+
+def match_landmarks(feat_ref: torch.Tensor, feat_query: torch.Tensor, kp_ref: torch.Tensor,
+                    image_size) -> torch.Tensor:
+    """Predict the query-image position of each reference landmark (thesis Sec. 3.4.2).
+
+    The descriptor of a landmark is the reference feature map bilinearly sampled at it; the
+    prediction is the query cell of highest cosine similarity, returned as the centre of
+    that cell in query-image pixels, ``(B, K, 2)`` ``(x, y)``.  Both images are
+    ``image_size`` pixels; the two feature maps may have any (different) strides.
+    Score it with :func:`iod_error` against the query's ground truth.
+    """
+    kp_ref = torch.as_tensor(kp_ref)
+    kp_ref = kp_ref[None] if kp_ref.dim() == 2 else kp_ref
+    sim = cosine_similarity_maps(sample_descriptors(feat_ref, kp_ref, image_size), feat_query)
+    B, K, h, w = sim.shape
+    idx = sim.flatten(2).argmax(-1)                                             # (B, K)
+    row, col = idx // w, idx % w
+    H, W = _image_hw(image_size)
+    x = (col.double() + 0.5) * (W / w) - 0.5
+    y = (row.double() + 0.5) * (H / h) - 0.5
+    return torch.stack([x, y], -1).to(kp_ref.dtype if kp_ref.is_floating_point() else torch.float32)
+
+
+def correspondence_heatmap(feat_ref: torch.Tensor, feat_query: torch.Tensor, point: torch.Tensor,
+                           temperature: float, image_size) -> torch.Tensor:
+    """Soft correspondence of a reference point over the query map (thesis Fig. 3.3):
+    ``softmax`` over all query positions of ``cos_sim / temperature``.
+
+    ``point``: ``(B, 2)`` or ``(B, K, 2)`` image pixels in the reference image.  Returns
+    ``(B, h, w)`` or ``(B, K, h, w)``; each map sums to one.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive; got {temperature}")
+    point = torch.as_tensor(point)
+    single = point.dim() == 2
+    pts = point[:, None] if single else point
+    sim = cosine_similarity_maps(sample_descriptors(feat_ref, pts, image_size), feat_query)
+    heat = torch.softmax(sim.flatten(2) / temperature, dim=-1).view_as(sim)
+    return heat[:, 0] if single else heat
