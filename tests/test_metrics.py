@@ -1,0 +1,332 @@
+"""ssl_lab.metrics against hand-checkable cases (tiny tensors; the whole file runs in seconds)."""
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ssl_lab.metrics import als, fid, landmarks, outliers, ppl, prdc
+
+
+# ----------------------------------------------------------------------------- landmarks
+
+def _two_images():
+    # image 1: eyes (10, 20) and (30, 20) -> IOD 20.  pred errs by (3, 4) = 5 px at point 2
+    #          and by (0, 2) = 2 px at point 3: mean 7 / 5 = 1.4 px = 0.07 IOD = 7.0 %.
+    # image 2: eyes (0, 0) and (40, 0) -> IOD 40.  pred errs by (0, 8) = 8 px at point 2:
+    #          mean 8 / 5 = 1.6 px = 0.04 IOD = 4.0 %.            mean over images: 5.5 %.
+    gt = torch.tensor([[[10, 20], [30, 20], [20, 30], [14, 40], [26, 40]],
+                       [[0, 0], [40, 0], [20, 15], [8, 30], [32, 30]]], dtype=torch.float64)
+    pred = gt.clone()
+    pred[0, 2] += torch.tensor([3.0, 4.0])
+    pred[0, 3] += torch.tensor([0.0, 2.0])
+    pred[1, 2] += torch.tensor([0.0, 8.0])
+    return pred, gt
+
+
+def test_iod_error_by_hand():
+    pred, gt = _two_images()
+    mean, per_image = landmarks.iod_error(pred, gt, eyes=(0, 1), per_image=True)
+    assert per_image.tolist() == pytest.approx([7.0, 4.0])
+    assert mean == pytest.approx(5.5)
+    assert landmarks.iod_error(pred, gt) == pytest.approx(5.5)          # 5 points -> eyes (0, 1)
+    assert landmarks.iod_error(pred[0], gt[0]) == pytest.approx(7.0)    # a single (K, 2) image
+    # hiding point 2 of image 1 leaves 2 px over 4 points = 0.5 px = 2.5 %
+    vis = torch.ones(2, 5, dtype=torch.bool)
+    vis[0, 2] = False
+    assert landmarks.iod_error(pred, gt, visible=vis, per_image=True)[1].tolist() == \
+        pytest.approx([2.5, 4.0])
+
+
+def test_iod_error_68_points_uses_outer_eye_corners():
+    gt = torch.rand(1, 68, 2, generator=torch.Generator().manual_seed(0)) * 10
+    gt[0, 36], gt[0, 45] = torch.tensor([0.0, 0.0]), torch.tensor([50.0, 0.0])
+    # every point off by 1 px, IOD = 50 -> 2 %
+    assert landmarks.iod_error(gt + torch.tensor([1.0, 0.0]), gt) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="pass eyes"):
+        landmarks.iod_error(gt[:, :10], gt[:, :10])
+    with pytest.raises(ValueError, match="both be"):
+        landmarks.iod_error(gt, gt[:, :5])
+
+
+def test_pck_by_hand():
+    pred, gt = _two_images()
+    # relative errors: image 1 [0, 0, .25, .10, 0], image 2 [0, 0, .20, 0, 0]
+    assert landmarks.pck(pred, gt, thresholds=(0.05, 0.10, 0.25)) == \
+        pytest.approx({0.05: 0.7, 0.10: 0.8, 0.25: 1.0})
+
+
+def _one_hot_maps(h, w, c=None):
+    """Feature map whose cell (i, j) is the one-hot vector of index i * w + j."""
+    c = c or h * w
+    return torch.eye(c)[: h * w].T.reshape(1, c, h, w)
+
+
+def test_match_landmarks_one_hot_shifted():
+    # 32 px image, 8 x 8 maps (stride 4): cell (i, j) has centre (x, y) = (4j + 1.5, 4i + 1.5)
+    ref = _one_hot_maps(8, 8)
+    query = torch.roll(ref, shifts=(1, 2), dims=(2, 3))     # content moves down 1, right 2 cells
+    kp = torch.tensor([[[21.5, 9.5],        # centre of cell (2, 5)   -> query cell (3, 7)
+                        [22.5, 9.5],        # 1 px right: 0.75 (2, 5) + 0.25 (2, 6) -> (3, 7)
+                        [1.5, 25.5]]])      # cell (6, 0)             -> query cell (7, 2)
+    out = landmarks.match_landmarks(ref, query, kp, image_size=32)
+    assert out.tolist() == [[[29.5, 13.5], [29.5, 13.5], [9.5, 29.5]]]
+
+
+def test_match_landmarks_different_strides():
+    # query map 16 x 16 (stride 2) one-hot; reference 8 x 8 (stride 4) whose cell (i, j) carries
+    # the code of query cell (2i + 1, 2j + 1).  Ref cell (2, 5), centre (21.5, 9.5), covers image
+    # pixels x 20..23, y 8..11 -> query cell (5, 11), centre (11.5 * 2 - .5, 5.5 * 2 - .5).
+    query = _one_hot_maps(16, 16)
+    ref = query[:, :, 1::2, 1::2]
+    out = landmarks.match_landmarks(ref, query, torch.tensor([[[21.5, 9.5]]]), image_size=32)
+    assert out.tolist() == [[[22.5, 10.5]]]
+
+
+def test_correspondence_heatmap_sums_to_one_and_peaks():
+    ref = _one_hot_maps(8, 8)
+    query = torch.roll(ref, shifts=(1, 2), dims=(2, 3))
+    heat = landmarks.correspondence_heatmap(ref, query, torch.tensor([[21.5, 9.5]]),
+                                            temperature=0.05, image_size=32)
+    assert heat.shape == (1, 8, 8)
+    assert float(heat.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert divmod(int(heat.flatten().argmax()), 8) == (3, 7)
+    # cos sim 1 at the peak, 0 elsewhere: peak mass e^20 / (e^20 + 63)
+    assert float(heat[0, 3, 7]) == pytest.approx(math.exp(20) / (math.exp(20) + 63), rel=1e-5)
+    multi = landmarks.correspondence_heatmap(ref, query, torch.tensor([[[21.5, 9.5], [1.5, 1.5]]]),
+                                             temperature=1.0, image_size=32)
+    assert multi.shape == (1, 2, 8, 8) and torch.allclose(multi.sum((2, 3)), torch.ones(1, 2))
+
+
+# ----------------------------------------------------------------------------- FD
+
+def _scipy_fd(mu1, s1, mu2, s2):
+    """The reference computation, directly: ||mu1 - mu2||^2 + Tr(s1 + s2 - 2 sqrtm(s1 s2))."""
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    for d in (1, 4, 12):
+        a, b = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+        s1, s2 = a @ a.T + 0.1 * np.eye(d), b @ b.T + 0.1 * np.eye(d)
+        mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+        assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+            _scipy_fd(mu1, s1, mu2, s2), rel=1e-8)
+
+
+def test_frechet_distance_special_cases():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(5, 5))
+    s = a @ a.T
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    assert fid.frechet_distance(mu1, s, mu2, s) == pytest.approx(((mu1 - mu2) ** 2).sum(), rel=1e-9)
+    assert fid.frechet_distance(mu1, s, mu1, s) == pytest.approx(0.0, abs=1e-9)
+    # 1-d: (m1 - m2)^2 + (sd1 - sd2)^2 = 4 + 1
+    assert fid.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(5.0)
+
+
+def test_fd_from_features_stats_and_singular_covariance():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    mu, sigma = fid.gaussian_stats(x)
+    assert mu.dtype == sigma.dtype == torch.float64
+    assert np.allclose(sigma.numpy(), np.cov(x.numpy(), rowvar=False))
+    # fewer samples than dimensions: singular covariances, still finite, zero on itself
+    few = torch.randn(5, 10, generator=g)
+    assert fid.fd_from_features(few, few) == pytest.approx(0.0, abs=1e-9)
+    assert fid.fd_from_features(few, few + 2.0) == pytest.approx(10 * 4.0, rel=1e-6)
+    with pytest.raises(ValueError, match="N >= 2"):
+        fid.gaussian_stats(torch.randn(1, 4))
+
+
+def test_metric_name_and_labelled_fd():
+    assert fid.metric_name("inception-fid") == "FID"
+    assert fid.metric_name("byol-r18") == "FD_byol-r18"
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(20, 3, 2, 2, generator=g), torch.randn(20, 3, 2, 2, generator=g) + 1
+    name, value = fid.fd(lambda im: im.mean((2, 3)), "toy-mean", real, fake, batch_size=7)
+    assert name == "FD_toy-mean"
+    assert value == pytest.approx(fid.fd_from_features(real.mean((2, 3)), fake.mean((2, 3))))
+
+
+# ----------------------------------------------------------------------------- precision / recall
+
+def test_knn_radii_by_hand():
+    # points 0, 1, 3, 6 on a line: nearest neighbour distances 1, 1, 2, 3; 2nd: 3, 2, 3, 5
+    x = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
+    assert prdc.knn_radii(x, k=1).tolist() == [1.0, 1.0, 2.0, 3.0]
+    assert prdc.knn_radii(x, k=2, chunk=3).tolist() == [3.0, 2.0, 3.0, 5.0]
+    # probe 4.5 is inside the ball of 3 (radius 2); probe 10 is in no ball (6 has radius 3)
+    assert prdc.inside_manifold(torch.tensor([[4.5], [10.0]]), x, prdc.knn_radii(x, 1)).tolist() \
+        == [True, False]
+
+
+def test_precision_recall_on_gaussians():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g)
+    same = prdc.precision_recall(real, fake, chunk=128)
+    assert same["precision"] > 0.9 and same["recall"] > 0.9
+    far = prdc.precision_recall(real, fake + 100.0)
+    assert far == {"precision": 0.0, "recall": 0.0}
+    # real has two far-apart modes, fake covers one: realistic (precision ~1), half coverage
+    two_modes = torch.cat([torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g) + 20])
+    one_mode = prdc.precision_recall(two_modes, fake)
+    assert one_mode["precision"] > 0.9 and 0.35 < one_mode["recall"] < 0.55
+
+
+# ----------------------------------------------------------------------------- PPL
+
+def test_slerp_endpoints_unit_norm_and_midpoint():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g,
+                                                                          dtype=torch.float64)
+    unit = lambda v: v / v.norm(dim=-1, keepdim=True)
+    assert torch.allclose(ppl.slerp(a, b, torch.zeros(4, 1)), unit(a))
+    assert torch.allclose(ppl.slerp(a, b, torch.ones(4, 1)), unit(b))
+    t = torch.rand(4, 1, generator=g, dtype=torch.float64)
+    assert torch.allclose(ppl.slerp(a, b, t).norm(dim=-1), torch.ones(4, dtype=torch.float64))
+    e1, e2 = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 0.5]])
+    assert torch.allclose(ppl.slerp(e1, e2, 0.5), torch.tensor([[1.0, 1.0]]) / math.sqrt(2))
+
+
+def test_filtered_mean_by_hand():
+    # 0..100: 1st percentile ('lower') = 1, 99th ('higher') = 99 -> mean of 1..99 = 50
+    assert ppl.filtered_mean(torch.arange(101.0)) == pytest.approx(50.0)
+    # 1..100 plus two wild outliers: sorted positions 1.01 -> 1 (lower), 99.99 -> 100 (higher)
+    # -> the outliers go, 1..100 stay: mean 50.5 (the plain mean would be 50.5 * 100 / 102)
+    values = torch.cat([torch.arange(1.0, 101.0), torch.tensor([-1e6, 1e6])])
+    assert ppl.filtered_mean(values) == pytest.approx(50.5)
+
+
+def _recording_sampler(dim, gen, shape=()):
+    seen = []
+
+    def sample(k):
+        seen.append(torch.randn(k, *shape, dim, generator=gen, dtype=torch.float64))
+        return seen[-1]
+    return sample, seen
+
+
+def _sq_l2(a, b):
+    return (a - b).flatten(1).square().sum(1)
+
+
+@pytest.mark.parametrize("sampling", ["end", "full"])
+def test_ppl_linear_generator_in_w(sampling):
+    # G(w) = A w and distance ||.||^2: d = ||A (w1 - w0) eps||^2 / eps^2 = ||A (w1 - w0)||^2 for
+    # every t and every eps
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    generate = lambda w: (w @ A.T).view(-1, 3, 2, 2)
+    for eps in (1e-4, 1e-2):
+        sample, seen = _recording_sampler(3, g)
+        value, d = ppl.path_length(generate, _sq_l2, sample, n=10, epsilon=eps, space="w",
+                                   sampling=sampling, batch=4, rng=torch.Generator().manual_seed(1))
+        w0 = torch.cat(seen[0::2])
+        w1 = torch.cat(seen[1::2])
+        expected = ((w1 - w0) @ A.T).square().sum(1)
+        assert d.shape == (10,) and torch.allclose(d, expected, rtol=1e-6)
+        assert value == pytest.approx(ppl.filtered_mean(expected), rel=1e-6)
+
+
+def test_ppl_w_plus_latents_and_z_space_slerp():
+    g = torch.Generator().manual_seed(0)
+    # W+ latents (k, num_ws, D), G = identity: d = ||w1 - w0||^2 summed over the layers
+    sample, seen = _recording_sampler(2, g, shape=(3,))
+    _, d = ppl.path_length(lambda w: w[:, None], _sq_l2, sample, n=4, space="w", batch=4)
+    assert torch.allclose(d, (seen[1] - seen[0]).square().sum((1, 2)), rtol=1e-6)
+    # Z: slerp moves at angular speed theta = angle(z0, z1), so with G = identity d = theta^2
+    sample, seen = _recording_sampler(5, g)
+    _, d = ppl.path_length(lambda z: z[:, None], _sq_l2, sample, n=6, space="z",
+                           sampling="full", batch=6, rng=torch.Generator().manual_seed(2))
+    cos = torch.nn.functional.cosine_similarity(seen[0], seen[1], dim=1)
+    assert torch.allclose(d, torch.acos(cos).square(), rtol=1e-5)
+
+
+def test_ppl_face_crop():
+    # 64 px: rows 24:56, columns 16:48
+    assert ppl.face_crop(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+
+    def border_only(w):          # the latent only changes pixels outside the face crop
+        img = torch.zeros(w.shape[0], 1, 16, 16, dtype=w.dtype)
+        img[:, 0, 0, :3] = w
+        return img
+    sample, _ = _recording_sampler(3, g)
+    assert ppl.path_length(border_only, _sq_l2, sample, n=4, crop=True)[0] == 0.0
+    assert ppl.path_length(border_only, _sq_l2, sample, n=4, crop=None)[0] > 0.0
+    with pytest.raises(ValueError, match="space"):
+        ppl.path_length(border_only, _sq_l2, sample, n=4, space="x")
+
+
+# ----------------------------------------------------------------------------- ALS
+
+def test_als_zero_for_linear_scores():
+    ts = torch.linspace(0, 1, 11)
+    g = torch.Generator().manual_seed(0)
+    start, end = torch.randn(4, 1, 3, generator=g), torch.randn(4, 1, 3, generator=g)
+    scores = start + ts[None, :, None] * (end - start)            # (4 paths, 11 steps, 3 attrs)
+    out = als.als_from_scores(scores, ts)
+    assert out["als"] == pytest.approx(0.0, abs=1e-12)
+    assert als.als_released_variant(scores)["als"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_als_quadratic_by_hand():
+    # one path, t in {0, .5, 1}; attribute 0 scores t^2 (chord: t), attribute 1 scores 2t (linear)
+    # Delta(t=.5) = (.25 - .5)^2 = .0625 and Delta(t=1) = 0 for attribute 0; all 0 for attribute 1
+    # ALS = (.0625 + 0 + 0 + 0) / (N=2 steps * M=2 attributes) = .015625
+    ts = torch.tensor([0.0, 0.5, 1.0])
+    scores = torch.stack([ts ** 2, 2 * ts], -1)[None]
+    out = als.als_from_scores(scores, ts)
+    assert out["als"] == pytest.approx(0.015625)
+    assert out["per_attribute"].tolist() == pytest.approx([0.03125, 0.0])
+    assert out["per_t"].tolist() == pytest.approx([0.0, 0.03125, 0.0])
+    # scale divides the deviation: attribute 0 scaled by 0.5 -> Delta(.5) = (.25 / .5)^2 = .25
+    assert als.als_from_scores(scores, ts, scale=[0.5, 1.0])["als"] == pytest.approx(0.25 / 4)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        als.als_from_scores(scores, torch.tensor([0.0, 0.5, 0.9]))
+
+
+def test_als_released_variant_by_hand():
+    # paths A = [0, 1, 0] and B = [0, 0, 0], one attribute: deviations A [0, 1, 0], B 0.
+    # std over the 6 logits {1, 0 x 5}: sqrt(1/6 * 5/6) = sqrt(5) / 6.  Mean |dev| over paths:
+    # [0, .5, 0]; squared and summed over t: .25; / std^2 = .25 * 36 / 5 = 1.8.
+    # The thesis formula on the same paths: (1 + 0 + 0 + 0) / (2 paths * 2 steps) = .25.
+    scores = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])[..., None]
+    assert als.als_released_variant(scores)["als"] == pytest.approx(1.8)
+    assert als.als_from_scores(scores)["als"] == pytest.approx(0.25)
+
+
+def test_als_end_to_end_with_quadratic_classifier():
+    # G(w) = w, C(x) = x^2, w0 = 0, w1 = 1: the scores along the path are t^2 (as above)
+    w0, w1 = torch.zeros(1, 1), torch.ones(1, 1)
+    out = als.als(lambda w: w, lambda x: x ** 2, w0, w1, steps=2)
+    assert out["scores"].shape == (1, 3, 1)
+    assert out["als"] == pytest.approx(0.0625 / 2)
+    linear = als.als(lambda w: w, lambda x: 3 * x - 1, torch.randn(3, 2), torch.randn(3, 2))
+    assert linear["ts"].numel() == 11 and linear["als"] == pytest.approx(0.0, abs=1e-10)
+
+
+# ----------------------------------------------------------------------------- outliers
+
+def test_mahalanobis_identity_is_euclidean_and_diagonal_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x, mu = torch.randn(6, 4, generator=g), torch.randn(4, generator=g)
+    d = outliers.mahalanobis(x, mu, torch.eye(4), reg=0.0)
+    assert torch.allclose(d, (x - mu).double().norm(dim=1))
+    assert torch.allclose(outliers.mahalanobis(x, mu, torch.eye(4)), d, rtol=1e-5)   # tiny ridge
+    # sigma = diag(4, 1): (2, 1) is at sqrt(2^2/4 + 1^2/1) = sqrt(2)
+    d2 = outliers.mahalanobis(torch.tensor([[2.0, 1.0]]), torch.zeros(2),
+                              torch.diag(torch.tensor([4.0, 1.0])), reg=0.0)
+    assert float(d2) == pytest.approx(math.sqrt(2))
+    # a singular covariance needs the ridge
+    with pytest.raises(ValueError, match="raise reg"):
+        outliers.mahalanobis(x[:, :2], torch.zeros(2), torch.zeros(2, 2), reg=0.0)
+
+
+def test_worst_k():
+    assert outliers.worst_k(torch.tensor([0.1, 5.0, 3.0, 9.0]), 2).tolist() == [3, 1]
+    assert outliers.worst_k(torch.tensor([0.1, 5.0, 3.0, 9.0]), 1, largest=False).tolist() == [0]
