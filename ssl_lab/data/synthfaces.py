@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RENDERER_VERSION = 2   # bump when a change alters rendered pixels or landmarks (invalidates caches)
+RENDERER_VERSION = 3   # bump when a change alters rendered pixels or landmarks (invalidates caches)
 PART_NAMES = ("background", "skin", "hair", "left_brow", "right_brow", "left_eye",
               "right_eye", "nose", "mouth", "beard", "glasses", "occluder")
 PART = {n: i for i, n in enumerate(PART_NAMES)}
@@ -198,6 +198,10 @@ class Decal:
         h = torch.where(sn > 0, self.h_lo[:, None], self.h_up[:, None])
         beta = h * sn - self.k[:, None] * al ** 2
         return self.cx[:, None] + self.w[:, None] * al, self.cy[:, None] + self.w[:, None] * beta
+
+    def take(self, i) -> "Decal":
+        """The decals of images ``i`` only."""
+        return Decal(*(f[i] for f in (self.cx, self.cy, self.w, self.h_up, self.h_lo, self.k)))
 
     def radius(self, lx, ly, px):
         """Elliptic radius r (1 on the outline) of pixels whose surface point is (lx, ly),
@@ -377,12 +381,23 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     scalp = _ramp((line - ly) * e(px) * 1.5)
     sides = _ramp((-lz / e(ip["head_d"]) - 0.05) * e(px)) * (ly < 0.1)
     _layer(img, lab, head_a * torch.maximum(scalp, sides), _rgb(hair), PART["hair"])
-    beard_a = _ramp((ly - e(0.4 * ip["nose_y"] + 0.6 * ip["mouth_y"])) * e(px)) * head_a * e(ip["beard"])
-    _layer(img, lab, beard_a * (lz > 0.05 * e(ip["head_d"])), _rgb(hair) * 0.7, PART["beard"])
+
+    def only(flag, coverage):
+        """coverage(i) for the images i whose flag is set, zero elsewhere: rare parts
+        (beard, glasses, occluders, ...) cost nothing in the images that lack them."""
+        out = torch.zeros(B, S, S, device=device)
+        i = flag.bool().nonzero()[:, 0]
+        if len(i):
+            out[i] = coverage(i)
+        return out
+
+    _layer(img, lab, only(ip["beard"], lambda i: _ramp(
+        (ly[i] - e(0.4 * ip["nose_y"] + 0.6 * ip["mouth_y"])[i]) * e(px[i])) * head_a[i]
+        * (lz[i] > 0.05 * e(ip["head_d"][i]))), _rgb(hair) * 0.7, PART["beard"])
     # wrinkles with age: thin forehead lines (no part label)
-    old = e((ip["age"] - 0.6).clamp_min(0)) * 1.5
-    wr = (torch.cos((ly - e(ip["eye_y"])) * 90) > 0.92) & (ly < e(brow_y) - 0.08) & (ly > e(brow_y) - 0.28)
-    _layer(img, lab, head_a * wr * old * (1 - scalp), skin * 0.6)
+    _layer(img, lab, only(ip["age"] > 0.6, lambda i: head_a[i] * (1 - scalp[i]) * e(ip["age"][i] - 0.6) * 1.5
+                          * (torch.cos((ly[i] - e(ip["eye_y"][i])) * 90) > 0.92)
+                          * (ly[i] < e(brow_y[i]) - 0.08) * (ly[i] > e(brow_y[i]) - 0.28)), skin * 0.6)
 
     for name, br in zip(("left_brow", "right_brow"), brows):
         _layer(img, lab, br.alpha(lx, ly, px) * head_a, _rgb(hair) * 0.75, PART[name])
@@ -396,11 +411,13 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
             _layer(img, lab, _ramp((0.45 - r) * edge) * ea, 0.05 * skin)
     fa = head_a * (facing(torch.stack([zero, my, zero], -1)[:, None])[:, 0] > 0.0).float()[:, None, None]
     _layer(img, lab, mouth.alpha(lx, ly, px) * fa, _rgb(col.get("lips", ip["lip_rgb"])), PART["mouth"])
-    in_a = inner.alpha(lx, ly, px) * fa * e((mopen + smile) > 0.5)
+    shown = (mopen + smile) > 0.5                     # the inside of the mouth and the teeth
+    in_a = only(shown, lambda i: inner.take(i).alpha(lx[i], ly[i], px[i]) * fa[i])
     dark = torch.tensor([[0.3, 0.05, 0.08]], device=device).expand(B, 3)
     _layer(img, lab, in_a, _rgb(col.get("mouth_inside", dark)))
     teeth = Decal(inner.cx, inner.cy, inner.w * 0.8, inner.h_up, inner.h_lo * 0.35, inner.k)
-    _layer(img, lab, teeth.alpha(lx, ly, px) * in_a, 0.92 * _rgb(one[:, None].expand(B, 3)))
+    _layer(img, lab, only(shown, lambda i: teeth.take(i).alpha(lx[i], ly[i], px[i]) * in_a[i]),
+           0.92 * _rgb(one[:, None].expand(B, 3)))
     img.mul_(1 - head_a[:, None] + (head_a * shade)[:, None])        # lighting on the head
     # nose, drawn in the image because it stands out of the head: bridge, base, nostrils
     kx, ky = X[None], Y[None]
@@ -412,20 +429,20 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     _layer(img, lab, _capsules_alpha(kx, ky, kp68[:, [32, 34]], kp68[:, [32, 34]], nostril, nostril,
                                      S / 2 * one), skin * 0.4)
     # glasses: rings around the eyes and a bridge between them
-    gl = e(ip["glasses"]) * head_a
-    g_rgb = _rgb(col.get("glasses", ip["glasses_rgb"]))
-    for ey in eyes:
-        ring = Decal(ey.cx, ey.cy, ey.w * 1.7, 0.8 * one, 0.8 * one, zero)
-        frame = 0.045 / (ring.w * 0.8)                  # frame thickness 0.045 face units
-        _layer(img, lab, ring.alpha(lx, ly, px, ring=frame) * gl, g_rgb, PART["glasses"])
+    rings = [Decal(ey.cx, ey.cy, ey.w * 1.7, 0.8 * one, 0.8 * one, zero) for ey in eyes]
     ga = torch.stack([eyes[0].cx + eyes[0].w * 1.65, ip["eye_y"]], -1)[:, None]
     gb = torch.stack([eyes[1].cx - eyes[1].w * 1.65, ip["eye_y"]], -1)[:, None]
     bar = 0.012 * one[:, None]
-    _layer(img, lab, _capsules_alpha(lx, ly, ga, gb, bar, bar, px) * gl, g_rgb, PART["glasses"])
+
+    def glasses(i):
+        frames = [rg.take(i).alpha(lx[i], ly[i], px[i], ring=0.045 / (rg.w[i] * 0.8)) for rg in rings]
+        return torch.maximum(torch.maximum(*frames), _capsules_alpha(
+            lx[i], ly[i], ga[i], gb[i], bar[i], bar[i], px[i])) * head_a[i]  # frames 0.045 units thick
+    _layer(img, lab, only(ip["glasses"], glasses), _rgb(col.get("glasses", ip["glasses_rgb"])), PART["glasses"])
     # occluder: a box in image space
     ox, oy, osz = e(mp["occ_xy"][:, 0]), e(mp["occ_xy"][:, 1]), e(mp["occ_size"])
-    box = torch.maximum((X[None] - ox).abs(), (Y[None] - oy).abs() * 0.6) / osz
-    occ_a = _ramp((1 - box) * osz * S / 2) * e(mp["occ"])
+    occ_a = only(mp["occ"], lambda i: _ramp(
+        (1 - torch.maximum((X[None] - ox[i]).abs(), (Y[None] - oy[i]).abs() * 0.6) / osz[i]) * osz[i] * S / 2))
     _layer(img, lab, occ_a, _rgb(mp["occ_rgb"]), PART["occluder"])
     # blur (per-image gaussian sigma, given at 64 px) and sensor noise
     img = _blur(img, mp["blur"] * S / 64)
