@@ -20,10 +20,10 @@ so grid cell (u, v) of an ``h x w`` hypercolumn of an ``H x W`` image sits over 
 point ((v + 0.5) W / w - 0.5, (u + 0.5) H / h - 0.5) (pixel centres at integers) at every level.
 
 Per-level L2 normalisation: ON by default (``normalize=True``). Each level's channel vector
-is scaled to unit length before concatenation, so every level has the same weight in a
-cosine similarity. Without it the deepest, widest levels (2048 + 1024 of 3840 channels,
-usually the largest activations) dominate, and the coarse stride-32 map swamps the
-localisation that the shallow levels carry. ContrastLandmarks does the same
+is scaled to unit length (after resizing) before concatenation, so every level has the same
+weight in a cosine similarity. Without it the deepest, widest levels (2048 + 1024 of 3840
+channels, usually the largest activations) dominate, and the coarse stride-32 map swamps
+the localisation that the shallow levels carry. ContrastLandmarks does the same
 (``layer_wise_normalize``, "otherwise the performance drops"). ``normalize=False`` gives the
 raw concatenation.
 
@@ -166,7 +166,8 @@ def hypercolumn(feats, size=None, normalize: bool = True, levels=STAGES) -> torc
 
     ``size``: int or (h, w); default the size of ``feats[1]`` (the stride-4 grid). Each map is
     bilinearly resized (``align_corners=False``, so all grids tile the same image extent);
-    with ``normalize`` each level's channel vectors are L2-normalised first."""
+    with ``normalize`` each level's channel vectors are then L2-normalised (after resizing,
+    so every level block has unit norm at every grid cell, as in ContrastLandmarks)."""
     if size is None:
         size = tuple(feats[1].shape[-2:])
     elif isinstance(size, int):
@@ -174,9 +175,7 @@ def hypercolumn(feats, size=None, normalize: bool = True, levels=STAGES) -> torc
     out = []
     for i in levels:
         f = feats[i]
-        if normalize:
-            f = F.normalize(f, dim=1)
         if tuple(f.shape[-2:]) != tuple(size):
             f = F.interpolate(f, size=tuple(size), mode="bilinear", align_corners=False)
-        out.append(f)
+        out.append(F.normalize(f, dim=1) if normalize else f)
     return torch.cat(out, dim=1)
