@@ -330,3 +330,35 @@ def test_mahalanobis_identity_is_euclidean_and_diagonal_by_hand():
 def test_worst_k():
     assert outliers.worst_k(torch.tensor([0.1, 5.0, 3.0, 9.0]), 2).tolist() == [3, 1]
     assert outliers.worst_k(torch.tensor([0.1, 5.0, 3.0, 9.0]), 1, largest=False).tolist() == [0]
+
+
+def test_matching_benchmark_is_exact_with_positional_features_and_scores_a_shift():
+    from ssl_lab.metrics.landmarks import matching_benchmark
+    S = 16
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    onehot = torch.nn.functional.one_hot(yy * S + xx, S * S).permute(2, 0, 1).float()     # (S*S, S, S)
+    images = torch.zeros(4, 3, S, S)
+    kp = torch.tensor([[2.0, 3.0], [10.0, 3.0], [6.0, 8.0], [3.0, 12.0], [9.0, 12.0]]).expand(4, 5, 2)
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    exact = matching_benchmark(lambda x: onehot.expand(len(x), -1, -1, -1), images, kp, pairs, upsample=False)
+    assert exact["iod"] == 0.0 and exact["pck"][0.05] == 1.0
+    # query features shifted one pixel right: every prediction lands 1 px off; IOD = 8 px
+    calls = iter([onehot, torch.roll(onehot, 1, dims=2)] * 2)
+    res = matching_benchmark(lambda x: next(calls).expand(len(x), -1, -1, -1), images, kp, pairs, batch=1,
+                             upsample=False)
+    assert abs(res["iod"] - 100 * 1 / 8) < 1e-9                       # 12.5 % of IOD
+    assert res["pck"][0.10] == 0.0 and res["pck"][0.05] == 0.0
+
+
+def test_matching_benchmark_upsamples_coarse_query_maps():
+    from ssl_lab.metrics.landmarks import matching_benchmark
+    # features = smooth (x, y) ramps at stride 4: exact matches need the upsampled query map
+    S = 32
+    g = (torch.arange(S // 4) * 4 + 1.5) / S
+    ramp = torch.stack(torch.meshgrid(g, g, indexing="xy"))              # (2, 8, 8): x, y
+    feats = lambda x: torch.cat([ramp, 1 - ramp, torch.ones(1, S // 4, S // 4)]).expand(len(x), -1, -1, -1)
+    kp = torch.tensor([[9.0, 10.0], [21.0, 10.0], [14.0, 17.0], [11.0, 23.0], [20.0, 23.0]]).expand(2, 5, 2)
+    images, pairs = torch.zeros(2, 3, S, S), torch.tensor([[0, 1]])
+    coarse = matching_benchmark(feats, images, kp, pairs, upsample=False)["iod"]
+    fine = matching_benchmark(feats, images, kp, pairs, upsample=True)["iod"]
+    assert fine < coarse and fine < 5.0

@@ -1,0 +1,116 @@
+"""The zoo's recipes: what is trained, on which data, with which budget, at each scale.
+
+Registered here (imported lazily by :mod:`ssl_lab.zoo`):
+
+* ``lead/stage1-byol``, ``lead/stage1-moco``: instance-level self-supervision (thesis
+  §3.2.2; MoCo v2 is the ContrastLandmarks stage 1) on the unannotated CelebA-role set.
+* ``lead/supervised``: the same backbone trained to predict SynthFaces' binary attributes,
+  the supervised baseline of the correspondence chapter.
+
+``build`` returns a :class:`~ssl_lab.nets.backbones.Backbone` in eval mode. At full scale the
+recipes read the real CelebA from ``$SSL_LAB_DATA/celeba`` (set by ``python -m ssl_lab train
+--data-root``), resized to 136 px: the two-view augmentation takes 96-px crops of it.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import splits
+from .nets.backbones import Backbone
+from .zoo import register
+
+
+def pretraining_images(scale: str, n: int | None, size: int | None) -> torch.Tensor:
+    """uint8 (N, 3, H, W) images of the CelebA role: SynthFaces below full scale, else the
+    real aligned CelebA (minus MAFL test) resized to 136 px."""
+    if scale != "full":
+        return splits.load("celeba", scale, n=n, size=size).data["image"]
+    from .data import faces
+    root = os.environ.get("SSL_LAB_DATA")
+    if not root:
+        raise FileNotFoundError("full scale reads the real CelebA: pass --data-root DATA to "
+                                "`python -m ssl_lab train` (or set SSL_LAB_DATA)")
+    ds = faces.celeba_unlabelled(os.path.join(root, "celeba"))
+    resize = lambda im: F.interpolate(im[None], size=(136, 136), mode="bilinear", antialias=True,
+                                      align_corners=False)[0]
+    return torch.stack([(resize(ds[i]["image"]) * 255).round().to(torch.uint8)
+                        for i in range(len(ds) if n is None else n)])
+
+
+def _build_backbone(art, device):
+    net = Backbone(art["backbone"])
+    net.load_state_dict(art["state_dict"])
+    return net.to(device).eval()
+
+
+# SSL budgets. smoke proves the code path in seconds. small is bounded by the 30-min CPU
+# budget: ResNet-18, 48-px crops, 300 steps of 64 (about one pass over the 20k images);
+# that is far less training than the thesis, and the chapters say so. full is the thesis:
+# ResNet-50, batch 256, 200 epochs of CelebA (162,770 images: about 127,000 steps), SGD
+# lr 0.03 with cosine decay.
+_SSL = {
+    "smoke": dict(n=256, render=48, backbone="resnet18", size=40, batch_size=16, steps=6,
+                  optimizer="adam", lr=1e-3, proj_hidden=256, proj_dim=64, queue=256),
+    "small": dict(n=20000, render=64, backbone="resnet18", size=48, batch_size=64, steps=300,
+                  optimizer="sgd", lr=0.05, proj_hidden=1024, proj_dim=128, queue=4096),
+    "full": dict(n=None, render=None, backbone="resnet50", size=96, batch_size=256,
+                 steps=127_000, optimizer="sgd", lr=0.03, proj_hidden=None, proj_dim=None,
+                 queue=4096),
+}
+
+
+def _ssl_recipe(method):
+    def train(cfg, device, seed):
+        cfg = dict(cfg)
+        images = pretraining_images(cfg.pop("scale"), cfg.pop("n"), cfg.pop("render"))
+        if method == "byol":
+            cfg.pop("queue")
+        from .ssl.byol import train_ssl
+        return train_ssl(method, images, cfg, device=device, seed=seed, progress=True)
+    return train
+
+
+for _method in ("byol", "moco"):
+    register(f"lead/stage1-{_method}", {s: {**c, "scale": s} for s, c in _SSL.items()},
+             build=_build_backbone)(_ssl_recipe(_method))
+
+
+_SUP = {
+    "smoke": dict(scale="smoke", n=256, render=48, backbone="resnet18", batch_size=32, steps=8, lr=1e-3),
+    "small": dict(scale="small", n=20000, render=64, backbone="resnet18", batch_size=64, steps=300, lr=1e-3),
+    "full": dict(scale="full", n=None, render=None, backbone="resnet50", batch_size=256, steps=20000, lr=1e-3),
+}
+
+
+@register("lead/supervised", _SUP, build=_build_backbone)
+def train_supervised(cfg, device, seed):
+    """A backbone trained to predict the binary SynthFaces attributes (BCE), with the same
+    crops as the SSL runs: the supervised comparison of the correspondence chapter."""
+    if cfg["scale"] == "full":
+        raise NotImplementedError("the supervised baseline uses SynthFaces attributes; at full "
+                                  "scale use a supervised ImageNet ResNet-50 weights file instead")
+    from .ssl.augment import random_resized_crop
+    faces = splits.load("celeba", cfg["scale"], n=cfg["n"], size=cfg["render"])
+    images, labels = faces.data["image"], faces.data["binary"]
+    torch.manual_seed(seed)
+    net = Backbone(cfg["backbone"]).to(device).train()
+    head = nn.Linear(net.pooled_channels, labels.shape[1]).to(device)
+    opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=cfg["lr"])
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for _ in range(cfg["steps"]):
+        i = torch.randint(len(images), (cfg["batch_size"],), generator=gen)
+        x, _ = random_resized_crop(images[i].float().div(255), size=int(0.75 * cfg["render"]),
+                                   scale=(0.5, 1.0), generator=gen)
+        x = x.to(device)
+        loss = F.binary_cross_entropy_with_logits(head(net.pooled(x)), labels[i].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    return dict(backbone=cfg["backbone"], history=history,
+                state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
