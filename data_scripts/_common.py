@@ -173,3 +173,15 @@ def report(label: str, got: int, expected: int | None) -> bool:
                                         f" (the full dataset has {expected}: a partial copy)")
     print(f"  {label}: {got}{note}")
     return full
+
+
+def report_splits(label: str, make: Callable[[str], object], sizes_key: str) -> None:
+    """Build the train and test datasets with ``make(split)``, report their sizes against
+    the full benchmark's (``faces.EXPECTED_SIZES[sizes_key, split]``) and read one item."""
+    from ssl_lab.data import faces
+    for split in ("train", "test"):
+        ds = make(split)
+        report(f"{label} {split}", len(ds), faces.EXPECTED_SIZES[sizes_key, split])
+        if len(ds):
+            item = ds[0]
+            print(f"    first: {item['name']}, image {tuple(item['image'].shape)}")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import PrepareError, check_checksums, parser, place, report, run
+from _common import PrepareError, check_checksums, parser, place, report, report_splits, run
 
 PARTS = {"afw": "afw", "helen": "helen", "lfpw": "lfpw", "ibug": "ibug",
          "Bounding Boxes": "bounding_boxes"}  # folder -> archive stem
@@ -58,12 +58,7 @@ def verify(root: Path) -> None:
     counts = faces.w300_counts(root)
     for subset, expected in faces.W300_EXPECTED.items():
         report(subset, counts[subset], expected)
-    for split in ("train", "test"):
-        ds = faces.w300(root, split)  # parses every .pts and box file
-        report(f"300w {split}", len(ds), faces.EXPECTED_SIZES["300w", split])
-        if len(ds):
-            item = ds[0]
-            print(f"    first: {item['name']}, face crop {tuple(item['image'].shape)}")
+    report_splits("300w", lambda split: faces.w300(root, split), "300w")  # parses every .pts and box
 
 
 def main() -> None:

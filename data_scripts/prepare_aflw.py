@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import check_checksums, parser, place, report, run
+from _common import check_checksums, parser, place, report_splits, run
 
 # sha256 of the annotation files.  No verified values are recorded (none were available
 # when this was written; never fill these in from memory); the digests are printed so a
@@ -54,12 +54,7 @@ def verify(data_root: Path, which: list[str]) -> None:
         root = data_root / faces.DEFAULT_DIRS[name]
         print(f"verifying {name} in {root}")
         check_checksums(root, KNOWN_SHA256[name])
-        for split in ("train", "test"):
-            ds = getattr(faces, name)(root, split)
-            report(f"{name} {split}", len(ds), faces.EXPECTED_SIZES[name, split])
-            if len(ds):
-                item = ds[0]
-                print(f"    first: {item['name']}, image {tuple(item['image'].shape)}")
+        report_splits(name, lambda split, name=name: getattr(faces, name)(root, split), name)
 
 
 def main() -> None:
