@@ -362,3 +362,28 @@ def test_matching_benchmark_upsamples_coarse_query_maps():
     coarse = matching_benchmark(feats, images, kp, pairs, upsample=False)["iod"]
     fine = matching_benchmark(feats, images, kp, pairs, upsample=True)["iod"]
     assert fine < coarse and fine < 5.0
+
+
+def test_cluster_purity_and_nmi_on_hand_cases():
+    from ssl_lab.metrics import clusters
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    # cluster 0 = {0,0,1} (majority 0: 2), cluster 1 = {0,1,2} (majority: 1 of 3 -> 1)
+    assert clusters.purity(np.array([0, 0, 1, 0, 1, 1]), labels) == 3 / 6
+    perfect = clusters.score(np.array([5, 5, 5, 2, 2, 7]) % 4, labels)   # a relabelling
+    assert perfect["purity"] == 1.0 and abs(perfect["nmi"] - 1.0) < 1e-12
+    assert clusters.score(np.zeros(6, dtype=int), labels)["nmi"] == 0.0
+
+
+def test_pixel_features_and_kmeans_recover_planted_parts():
+    from ssl_lab.metrics import clusters
+    torch.manual_seed(0)
+    parts = torch.zeros(2, 8, 8, dtype=torch.long)
+    parts[:, 4:] = 1
+    parts[:, :, 6:] = 2
+    centres = torch.eye(3, 5)
+    feats = centres[parts].permute(0, 3, 1, 2) + 0.05 * torch.randn(2, 5, 8, 8)
+    x, lab = clusters.pixel_features(feats, parts)
+    assert x.shape == (128, 5) and lab.shape == (128,)
+    torch.testing.assert_close(x.norm(dim=1), torch.ones(128))
+    _, assigned = clusters.kmeans_parts(x, k=3, seed=0)
+    assert clusters.score(assigned, lab.numpy())["purity"] == 1.0

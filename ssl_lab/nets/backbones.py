@@ -179,3 +179,16 @@ def hypercolumn(feats, size=None, normalize: bool = True, levels=STAGES) -> torc
             f = F.interpolate(f, size=tuple(size), mode="bilinear", align_corners=False)
         out.append(F.normalize(f, dim=1) if normalize else f)
     return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def hypercolumns(net: Backbone, images: torch.Tensor, batch: int = 64, device="cpu",
+                 dtype=torch.float16) -> torch.Tensor:
+    """Hypercolumns of many images ``(N, 3, H, W)`` (uint8 or float in [0, 1]), computed in
+    batches on ``device`` and stored on the CPU as ``dtype`` (half the memory of float32)."""
+    out = []
+    for s in range(0, len(images), batch):
+        x = images[s:s + batch].to(device)
+        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        out.append(net.hypercolumn(x).to("cpu", dtype))
+    return torch.cat(out)
