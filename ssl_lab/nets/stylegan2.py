@@ -52,10 +52,15 @@ Not reproduced (they change speed or fp16 stability, not the model): mixed preci
 Images are ``(B, 3, R, R)`` floats in ``[-1, 1]`` (the range the official code trains in).
 
 Presets (:data:`ARCH`, :func:`build`): ``full`` is the 256x256 "paper256" configuration of
-StyleGAN2-ADA as run by the HSR code (batch 16 on 2 GPUs): z = w = 512, 8 mapping layers,
-``channel_base = 16384`` (fmaps 0.5), ``channel_max = 512``, so channels
-4..32: 512, 64: 256, 128: 128, 256: 64; minibatch-std group 4. ``small`` (64 px) and
-``smoke`` (32 px) are narrow versions for CPUs.
+StyleGAN2-ADA as run by the HSR code (val-iisc/HSR ``train_hsr.py``: batch 16 on 2 GPUs,
+minibatch-std group 4, lr 0.002, R1 gamma 1, EMA 10 kimg; StyleGAN2-ADA's own paper256
+differs only in training: batch 64, group 8, lr 0.0025, EMA 20 kimg). Networks:
+z = w = 512, 8 mapping layers, ``channel_base = 16384`` (fmaps 0.5), ``channel_max = 512``
+(G 24.8M, D 24.0M parameters), so channels
+4..32: 512, 64: 256, 128: 128, 256: 64; minibatch-std group 4. ``small`` (64 px; channels
+4..16: 64, 32: 32, 64: 16; z = w = 128; 4 mapping layers) and ``smoke`` (32 px; channels
+4..16: 32, 32: 16; z = w = 32; 2 mapping layers) are narrow versions for CPUs (``small``
+trains at about 15 images/s on one CPU core, batch 16, without HSR).
 """
 from __future__ import annotations
 
@@ -70,7 +75,7 @@ SQRT2 = math.sqrt(2.0)
 ARCH = {
     "full": dict(resolution=256, z_dim=512, w_dim=512, channel_base=16384, channel_max=512,
                  mapping_layers=8, mbstd_group=4),
-    "small": dict(resolution=64, z_dim=128, w_dim=128, channel_base=4096, channel_max=128,
+    "small": dict(resolution=64, z_dim=128, w_dim=128, channel_base=1024, channel_max=64,
                   mapping_layers=4, mbstd_group=4),
     "smoke": dict(resolution=32, z_dim=32, w_dim=32, channel_base=512, channel_max=32,
                   mapping_layers=2, mbstd_group=4),
