@@ -162,13 +162,16 @@ def matching_pairs(faces: FaceSet, n: int, same: bool, seed: int = 0) -> torch.T
     two different identities. Deterministic in ``seed``; no pair repeats."""
     ids = faces.data["identity"].numpy()
     rng = np.random.default_rng(seed)
+    members = {k: np.flatnonzero(ids == k) for k in np.unique(ids)}
     pairs = set()
     limit = n * 50
     while len(pairs) < n and limit:
         limit -= 1
-        a, b = rng.choice(len(ids), 2, replace=False)
-        if (ids[a] == ids[b]) == same:
-            pairs.add((int(a), int(b)))
+        a = int(rng.integers(len(ids)))
+        pool = members[ids[a]] if same else np.flatnonzero(ids != ids[a])
+        pool = pool[pool != a]
+        if len(pool):
+            pairs.add((a, int(rng.choice(pool))))
     if len(pairs) < n:
         raise ValueError(f"{faces.name}: could not find {n} {'same' if same else 'different'}-"
                          f"identity pairs among {len(ids)} images; use a larger split")
