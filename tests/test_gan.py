@@ -11,14 +11,7 @@ from ssl_lab.gan.losses import (PathLengthRegularizer, d_logistic_loss, g_nonsat
                                 gan_config, make_optimizers, path_lengths, r1_penalty, train_gan)
 from ssl_lab.nets.stylegan2 import Generator, build
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: one thread is as fast, and immune to the OpenMP spin-wait
-    slow-down of two threads on a shared two-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY32 = dict(resolution=32, z_dim=8, w_dim=8, channel_base=128, channel_max=16,

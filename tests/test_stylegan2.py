@@ -9,14 +9,7 @@ from ssl_lab.nets.stylegan2 import (ARCH, Discriminator, EqualConv2d, EqualLinea
                                     MappingNetwork, build, channels_for, downsample2x, ema_beta,
                                     ema_update, minibatch_std, modulated_conv2d, upsample2x)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: one thread is as fast, and immune to the OpenMP spin-wait
-    slow-down of two threads on a shared two-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY_CH = {4: 16, 8: 8, 16: 8, 32: 4}
