@@ -30,7 +30,7 @@ are returned as ``(x, y)`` in that frame.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -49,8 +49,8 @@ HAIR_COLOURS = ("black", "brown", "blond", "gray")
 # ~75 degrees (cosine > 0.25): beyond that its part is a sliver at the silhouette. It must
 # also lie in the image, outside any occluder and not behind the nose.
 VISIBLE_FACING = 0.25
-# 5-point subset in MAFL order: left eye, right eye (image left/right), nose, mouth corners.
-MAFL_FROM_68 = ("eye36-41", "eye42-47", 30, 48, 54)
+# The 5 MAFL points, in order: eye centres (image-left, image-right; the centres of the eye
+# outlines 36-41 and 42-47), nose tip (point 30), mouth corners (points 48 and 54).
 
 
 @dataclass(frozen=True)
@@ -518,9 +518,6 @@ def render_faces(indices, identities, seed: int = 0, size: int = 64, cfg: SynthC
                                      .astype(np.float32)).to(dev))
     return out
 
-
-def with_config(cfg: SynthConfig, **kw) -> SynthConfig:
-    return replace(cfg, **kw)
 
 
 def landmark_part_agreement(out: dict, mouth_tol: float = 2.0) -> dict[str, float]:
