@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from .data import splits
 from .nets.backbones import Backbone
 from . import zoo
-from .zoo import register
 
 
 def pretraining_images(scale: str, n: int | None, size: int | None) -> torch.Tensor:
@@ -76,7 +75,7 @@ def _ssl_recipe(method):
 
 
 for _method in ("byol", "moco"):
-    register(f"lead/stage1-{_method}", {s: {**c, "scale": s} for s, c in _SSL.items()},
+    zoo.register(f"lead/stage1-{_method}", {s: {**c, "scale": s} for s, c in _SSL.items()},
              build=_build_backbone)(_ssl_recipe(_method))
 
 
@@ -87,10 +86,11 @@ _SUP = {
 }
 
 
-@register("lead/supervised", _SUP, build=_build_backbone)
+@zoo.register("lead/supervised", _SUP, build=_build_backbone)
 def train_supervised(cfg, device, seed):
-    """A backbone trained to predict the binary SynthFaces attributes (BCE), with the same
-    crops as the SSL runs: the supervised comparison of the correspondence chapter."""
+    """A backbone trained to predict the binary SynthFaces attributes (BCE) on random crops
+    (50-100% of the area, resampled to 3/4 of the render size): the supervised comparison
+    of the correspondence chapter."""
     if cfg["scale"] == "full":
         raise NotImplementedError("the supervised baseline uses SynthFaces attributes; at full "
                                   "scale use a supervised ImageNet ResNet-50 weights file instead")

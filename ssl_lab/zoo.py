@@ -2,7 +2,8 @@
 
 ``zoo.get("lead/stage1-byol", scale="small")`` returns the artefact, training it on first use
 with a fixed seed and caching it under ``$SSL_LAB_HOME/zoo/<recipe>/<scale>-<hash>.pt``,
-where the hash covers the recipe's config at that scale (plus overrides) and the seed.
+where the hash covers the recipe's config at that scale (plus overrides), the seed and the
+SynthFaces renderer version.
 So any chapter can run alone, in any order, and two chapters asking for the same thing
 share one training run.
 
@@ -66,7 +67,8 @@ def config(name: str, scale: str, **overrides) -> dict:
 
 def cache_path(name: str, scale: str, seed: int = 0, **overrides) -> Path:
     cfg = config(name, scale, **overrides)
-    key = json.dumps([name, scale, seed, cfg], sort_keys=True, default=str)
+    from .data.synthfaces import RENDERER_VERSION    # artefacts trained on SynthFaces go stale with it
+    key = json.dumps([name, scale, seed, cfg, RENDERER_VERSION], sort_keys=True, default=str)
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     return home() / "zoo" / name / f"{scale}-seed{seed}-{h}.pt"
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RENDERER_VERSION = 3   # bump when a change alters rendered pixels or landmarks (invalidates caches)
+RENDERER_VERSION = 4   # bump when a change alters rendered pixels or landmarks (invalidates caches)
 PART_NAMES = ("background", "skin", "hair", "left_brow", "right_brow", "left_eye",
               "right_eye", "nose", "mouth", "beard", "glasses", "occluder")
 PART = {n: i for i, n in enumerate(PART_NAMES)}
@@ -337,6 +337,7 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     # ---- layers ----
     img = torch.empty(B, 3, S, S, device=device)
     lab = torch.zeros(B, S, S, dtype=torch.long, device=device)
+    # background clutter: a 6x6 random field per image, from the image's own seed, upsampled
     gen = torch.Generator(device="cpu")
     noise_lo = torch.stack([torch.rand(3, 6, 6, generator=gen.manual_seed(int(sd)))
                             for sd in imp["bg_seed"]]).to(device)
@@ -446,7 +447,7 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     _layer(img, lab, occ_a, _rgb(mp["occ_rgb"]), PART["occluder"])
     # blur (per-image gaussian sigma, given at 64 px) and sensor noise
     img = _blur(img, mp["blur"] * S / 64)
-    noise = torch.randn(B, 3, S, S, generator=gen.manual_seed(int(imp["bg_seed"][0]) + 1)).to(device)
+    noise = _sensor_noise(imp["bg_seed"], S, device)
     img = (img + e(mp["noise"])[:, None] * noise).clamp(0, 1)
 
     to_px = lambda p: (p + 1) * S / 2 - 0.5
@@ -464,6 +465,25 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     is_nose5 = torch.arange(5, device=device) == 2
     return dict(image=img, kp68=kp68, vis68=visible(kp68, vis68, is_nose68), kp5=kp5,
                 vis5=visible(kp5, vis5, is_nose5), parts=lab)
+
+
+_NOISE_BANK: dict = {}
+
+
+def _sensor_noise(seeds, S: int, device) -> torch.Tensor:
+    """Gaussian noise (B, 3, S, S) that depends only on each image's own seed: one of 64 fixed
+    noise fields, cyclically shifted by a seed-given offset (cheaper than one generator per
+    image, and independent of the batch the image is rendered in)."""
+    key = (S, str(device))
+    if key not in _NOISE_BANK:
+        _NOISE_BANK[key] = torch.randn(64, 3, S, S, generator=torch.Generator().manual_seed(12345)).to(device)
+    bank = _NOISE_BANK[key]
+    sd = torch.as_tensor(np.asarray(seeds) % (64 * S * S), device=device)
+    k, dy, dx = sd % 64, (sd // 64) % S, (sd // (64 * S)) % S
+    ar = torch.arange(S, device=device)
+    rows, cols = (ar[None] + dy[:, None]) % S, (ar[None] + dx[:, None]) % S
+    return bank[k[:, None, None, None], torch.arange(3, device=device)[None, :, None, None],
+                rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def _blur(img, sigma):
