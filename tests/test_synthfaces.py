@@ -210,3 +210,12 @@ def test_landmark_part_agreement_scores_a_hand_made_case():
     assert res == {"left_eye": 1.0, "right_eye": 0.0, "nose_tip": 1.0, "mouth_corners": 0.5}
     out = _render(100, size=96)
     assert all(v > 0.97 for v in landmark_part_agreement(out).values())
+
+
+def test_framing_follows_the_thesis_crops(home):
+    # thesis / DVE: CelebA at 136 px (IOD ~0.22 of the width) for stage 1, evaluation on its
+    # 96-px centre crop (IOD ~0.31); the MAFL role is the centre crop, the CelebA role the whole
+    iod = lambda name: float(splits.inter_ocular_fraction(splits.load(name, "smoke", n=60)))
+    celeba, mafl = iod("celeba"), iod("mafl/test")
+    assert 0.19 < celeba < 0.25, celeba
+    assert 0.26 < mafl < 0.33, mafl

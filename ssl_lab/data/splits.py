@@ -23,7 +23,12 @@ from .. import scales as _scales
 from ..paths import atomic_save, home
 from .synthfaces import BINARY_ATTRIBUTES, CONTINUOUS_ATTRIBUTES, RENDERER_VERSION, SynthConfig, render_faces
 
-ALIGNED = SynthConfig(yaw=30, pitch=15, roll=10, occluder_p=0.05)
+# Framing follows the thesis's protocol (after DVE): CelebA is resized to 136 px and stage 1
+# trains on random 96-px crops of it; evaluation uses the 96-px *centre* crop. In those crops
+# the inter-ocular distance is about 0.22 (136 px) and 0.31 (96-px crop) of the image width;
+# face_scale 0.77 and 1.0 give 0.22 and 0.29 here (measured: tests/test_synthfaces.py).
+ALIGNED = SynthConfig(yaw=30, pitch=15, roll=10, occluder_p=0.05, face_scale=0.77)
+CENTRE_CROP = SynthConfig(**{**asdict(ALIGNED), "face_scale": 1.0})
 WIDE = SynthConfig(yaw=60, pitch=25, roll=30, occluder_p=0.15, zoom=(1.0, 1.1))
 
 
@@ -38,8 +43,8 @@ class SplitSpec:
 
 SPECS = {
     "celeba": SplitSpec(ALIGNED, 0, 11, 0, 20),
-    "mafl/train": SplitSpec(ALIGNED, 5, 21, 1_000_000, 10),
-    "mafl/test": SplitSpec(ALIGNED, 5, 22, 2_000_000, 10),
+    "mafl/train": SplitSpec(CENTRE_CROP, 5, 21, 1_000_000, 10),
+    "mafl/test": SplitSpec(CENTRE_CROP, 5, 22, 2_000_000, 10),
     "aflw_m/train": SplitSpec(WIDE, 5, 31, 3_000_000, 10),
     "aflw_m/test": SplitSpec(WIDE, 5, 32, 4_000_000, 10),
     # AFLW_R: the same wide poses, cropped tighter (the face fills more of the frame)
@@ -48,9 +53,9 @@ SPECS = {
     "300w/train": SplitSpec(SynthConfig(yaw=45, pitch=20, roll=20, occluder_p=0.1), 68, 51, 7_000_000, 10),
     "300w/test": SplitSpec(SynthConfig(yaw=45, pitch=20, roll=20, occluder_p=0.1), 68, 52, 8_000_000, 10),
     # unaligned MAFL: zoomed out (recorded per image) and shifted; test zooms out further
-    "mafl_unaligned/train": SplitSpec(SynthConfig(**{**asdict(ALIGNED), "zoom": (1.0, 1.5), "shift": 0.15}),
+    "mafl_unaligned/train": SplitSpec(SynthConfig(**{**asdict(CENTRE_CROP), "zoom": (1.0, 1.5), "shift": 0.15}),
                                       5, 61, 1_000_000, 10),
-    "mafl_unaligned/test": SplitSpec(SynthConfig(**{**asdict(ALIGNED), "zoom": (1.0, 2.0), "shift": 0.15}),
+    "mafl_unaligned/test": SplitSpec(SynthConfig(**{**asdict(CENTRE_CROP), "zoom": (1.0, 2.0), "shift": 0.15}),
                                      5, 62, 2_000_000, 10),
     # GAN training set (FFHQ role): near-frontal, clean, with attributes
     "ffhq": SplitSpec(SynthConfig(yaw=25, pitch=12, roll=5, blur=(0.0, 0.3), noise=(0.0, 0.01)),
@@ -178,6 +183,12 @@ def matching_pairs(faces: FaceSet, n: int, same: bool, seed: int = 0) -> torch.T
     return torch.tensor(sorted(pairs))
 
 
+def inter_ocular_fraction(faces: FaceSet) -> float:
+    """Mean distance between the two eye centres as a fraction of the image width."""
+    kp = faces.data["kp5"].double()
+    return float((kp[:, 0] - kp[:, 1]).norm(dim=-1).mean() / faces.data["image"].shape[-1])
+
+
 def describe(scale: str) -> list[dict]:
     """One row per split: its role, size, resolution, annotation and ranges (for tables)."""
     sc = _scales.get(scale)
@@ -190,5 +201,6 @@ def describe(scale: str) -> list[dict]:
                          identities=None if sc.sizes.get(name) is None
                          else math.ceil(sc.sizes[name] / spec.per_identity),
                          yaw=f"±{c.yaw:g}", pitch=f"±{c.pitch:g}", roll=f"±{c.roll:g}",
-                         zoom=f"{c.zoom[0]:g}-{c.zoom[1]:g}", occluders=c.occluder_p))
+                         zoom=f"{c.zoom[0]:g}-{c.zoom[1]:g}", face_scale=c.face_scale,
+                         occluders=c.occluder_p))
     return rows
