@@ -582,3 +582,19 @@ def as_frame(key: str):
     frame = pd.DataFrame.from_dict(table.rows, orient="index", columns=list(table.columns), dtype=float)
     frame.attrs.update(key=table.key, source=table.source, caption=table.caption, notes=table.notes)
     return frame
+
+
+def beside(key: str, ours: dict):
+    """The paper's table ``key`` next to our numbers: a DataFrame with, for each paper column
+    ``c``, the columns ``(c, "thesis")`` and ``(c, "ours")``. ``ours`` maps row labels to
+    ``{column: value}`` (a record's ``rows``); rows of either side missing from the other
+    are NaN there. Rows keep the paper's order, then ours that the paper lacks."""
+    import pandas as pd
+
+    paper = as_frame(key)
+    mine = pd.DataFrame.from_dict(ours, orient="index").reindex(columns=paper.columns)
+    index = list(paper.index) + [r for r in mine.index if r not in paper.index]
+    frame = pd.concat({"thesis": paper.reindex(index), "ours": mine.reindex(index)}, axis=1)
+    frame = frame.swaplevel(axis=1)[[(c, s) for c in paper.columns for s in ("thesis", "ours")]]
+    frame.attrs.update(paper.attrs)
+    return frame

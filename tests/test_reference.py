@@ -251,3 +251,15 @@ def test_as_frame_shape_every_table(key):
 def test_reftable_rejects_undeclared_columns():
     with pytest.raises(ValueError, match="undeclared"):
         reference.RefTable(key="x", source="s", caption="c", columns=("A",), rows={"r": {"B": 1.0}})
+
+
+def test_beside_pairs_paper_and_our_columns():
+    from ssl_lab.reference import beside
+    f = beside("thesis-3.3", {"64 / none": {"Same": 10.0, "Different": 20.0},
+                              "32 / none": {"Same": 1.0, "Different": 2.0}})
+    assert list(f.columns) == [("Same", "thesis"), ("Same", "ours"),
+                               ("Different", "thesis"), ("Different", "ours")]
+    assert f.loc["64 / none", ("Different", "thesis")] == 2.79
+    assert f.loc["64 / none", ("Different", "ours")] == 20.0
+    assert list(f.index)[-1] == "32 / none" and math.isnan(f.loc["32 / none", ("Same", "thesis")])
+    assert math.isnan(f.loc["256 / 256", ("Same", "ours")])

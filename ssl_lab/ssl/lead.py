@@ -1,0 +1,296 @@
+"""LEAD stage 2 (thesis §3.2.3): dense, compact features by matching similarity distributions.
+
+Stage 1 (:mod:`ssl_lab.ssl.byol`) gives a backbone whose *hypercolumn* (3840-d for a
+ResNet-50) already puts corresponding face points close together, but is too wide to use.
+Stage 2 trains a dense network Phi^D whose compact maps keep the hypercolumn's *relations*:
+
+* :class:`DenseNet` (Phi^D): the stage-1 ResNet as encoder, a feature-pyramid decoder over its
+  stride 4, 8, 16, 32 stages (lateral 1x1 convolutions, top-down sums, then the
+  semantic-FPN upsampling branches of Kirillov et al.: conv3x3-BN-ReLU-x2 until stride 4,
+  summed), and a 1x1 convolution to ``C`` = 64, 128 or 256 channels at 1/4 resolution.
+* :class:`ProjectionHead` (g^D): two 1x1 convolutions ("linear layers") with BatchNorm and
+  ReLU between them; used only by the loss and dropped after training.
+* :func:`lead_loss` (Eq. 3.2-3.3): for two images i, j and every position u of i,
+  ``p[u] = softmax_v(cos(h_i[u], h_j[v]) / tau)`` from the frozen stage-1 hypercolumns and
+  ``q[u]`` likewise from the projected compact maps; the loss is the cross-entropy
+  ``-sum_u sum_v p[u, v] log q[u, v]``. tau = 0.05.
+
+Baselines trained by :func:`train_stage2` on the same data and encoder (for the thesis's
+Table 3.1): ``"dve"`` (the same DenseNet trained with descriptor vector exchange on
+thin-plate-spline warps, :func:`ssl_lab.ssl.equivariance.dve_loss`) and ``"cl"``
+(ContrastLandmarks: a 1x1-convolution projector on the frozen MoCo hypercolumn, trained with
+the dense equivariance loss). ``BYOL + NMF`` (:class:`NMFFeatures`) factorises the BYOL
+hypercolumn with scikit-learn's NMF and needs no gradient training.
+
+Every dense feature extractor here maps float images ``(B, 3, H, W)`` in [0, 1] to maps
+``(B, C, H/4, W/4)``, the input that :func:`ssl_lab.metrics.landmarks.matching_benchmark`
+takes.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..nets.backbones import Backbone
+from .augment import color_jitter, random_resized_crop, to_float
+
+TAU = 0.05
+
+
+# -- networks ---------------------------------------------------------------------------------
+def _conv_bn_relu(cin, cout, k=3):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class FPNDecoder(nn.Module):
+    """Feature pyramid over four maps of strides 4, 8, 16, 32 -> one ``out_dim`` map at stride 4."""
+
+    def __init__(self, in_channels, width: int = 128, out_dim: int = 64):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
+        # level k (stride 4 * 2^k): max(k, 1) conv blocks, an x2 upsampling after each of the first k
+        self.branches = nn.ModuleList(
+            nn.ModuleList(_conv_bn_relu(width, width) for _ in range(max(k, 1))) for k in range(4))
+        self.out = nn.Conv2d(width, out_dim, 1)
+
+    def forward(self, feats):
+        lat = [l(f) for l, f in zip(self.lateral, feats)]
+        for k in (2, 1, 0):                                # top-down: add the upsampled coarser level
+            lat[k] = lat[k] + F.interpolate(lat[k + 1], size=lat[k].shape[-2:], mode="nearest")
+        size = lat[0].shape[-2:]
+        total = 0
+        for k, (p, blocks) in enumerate(zip(lat, self.branches)):
+            for b, block in enumerate(blocks):
+                p = block(p)
+                if b < k:
+                    p = F.interpolate(p, scale_factor=2, mode="bilinear", align_corners=False)
+            total = total + (p if p.shape[-2:] == size else
+                             F.interpolate(p, size=size, mode="bilinear", align_corners=False))
+        return self.out(total)
+
+
+class DenseNet(nn.Module):
+    """Phi^D: a ResNet encoder (its stages 1-4) and an FPN decoder; ``(B, feat_dim, H/4, W/4)``."""
+
+    def __init__(self, backbone: str = "resnet50", feat_dim: int = 64, width: int = 128,
+                 encoder_state: dict | None = None):
+        super().__init__()
+        self.encoder = Backbone(backbone)
+        if encoder_state is not None:
+            self.encoder.load_state_dict(encoder_state)
+        self.decoder = FPNDecoder(self.encoder.channels[1:], width, feat_dim)
+        self.feat_dim = feat_dim
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x)[1:])
+
+
+class ProjectionHead(nn.Module):
+    """g^D: 1x1 conv -> BatchNorm -> ReLU -> 1x1 conv, applied at every position."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or max(in_dim, out_dim)
+        self.net = nn.Sequential(nn.Conv2d(in_dim, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+                                 nn.ReLU(inplace=True), nn.Conv2d(hidden, out_dim, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ProjectedHypercolumn(nn.Module):
+    """ContrastLandmarks' compact features: a 1x1-conv projector on a frozen hypercolumn."""
+
+    def __init__(self, backbone: Backbone, out_dim: int):
+        super().__init__()
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.proj = nn.Conv2d(backbone.hypercolumn_channels, out_dim, 1)
+
+    def forward(self, x):
+        with torch.no_grad():
+            h = self.backbone.hypercolumn(x)
+        return self.proj(h)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()                  # the frozen backbone keeps its BatchNorm statistics
+        return self
+
+
+# -- the loss ---------------------------------------------------------------------------------
+def _cosine_logits(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
+    """``(B, N_a, N_b)``: cosine similarity of every position of ``a`` with every position of
+    ``b`` (maps ``(B, C, h, w)``), divided by ``tau``."""
+    a = F.normalize(a.flatten(2), dim=1)
+    b = F.normalize(b.flatten(2), dim=1)
+    return torch.einsum("bcu,bcv->buv", a, b) / tau
+
+
+def similarity_distribution(a: torch.Tensor, b: torch.Tensor, tau: float = TAU) -> torch.Tensor:
+    """Eq. 3.2: ``(B, N_a, N_b)``, row ``u`` = softmax over positions of ``b`` of the cosine
+    similarity with position ``u`` of ``a``, over ``tau``. Rows sum to one."""
+    return _cosine_logits(a, b, tau).softmax(-1)
+
+
+def lead_loss(f_i: torch.Tensor, f_j: torch.Tensor, h_i: torch.Tensor, h_j: torch.Tensor,
+              tau: float = TAU, reduction: str = "mean") -> torch.Tensor:
+    """Eq. 3.3: cross-entropy between the hypercolumn distributions ``p`` (targets, no
+    gradient) and the compact-feature distributions ``q``, for image pairs ``(i, j)``.
+
+    ``f_*``: compact (projected) maps ``(B, C, h, w)``; ``h_*``: stage-1 hypercolumns
+    ``(B, C~, h, w)`` on the same grid. ``reduction="sum"`` is Eq. 3.3 exactly (summed over
+    the positions of ``i``), averaged over the ``B`` pairs; ``"mean"`` (the default, used for
+    training) also divides by the number of positions, so the loss scale, and hence the
+    learning rate, does not depend on the resolution.
+    """
+    if f_i.shape[-2:] != h_i.shape[-2:] or f_j.shape[-2:] != h_j.shape[-2:]:
+        raise ValueError(f"compact maps {tuple(f_i.shape)} and hypercolumns {tuple(h_i.shape)} "
+                         "must share the spatial grid")
+    with torch.no_grad():
+        p = similarity_distribution(h_i.float(), h_j.float(), tau)
+    log_q = _cosine_logits(f_i.float(), f_j.float(), tau).log_softmax(-1)
+    ce = -(p * log_q).sum(-1)                                            # (B, N_i)
+    if reduction == "sum":
+        return ce.sum(1).mean()
+    if reduction == "mean":
+        return ce.mean()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+# -- NMF baseline -----------------------------------------------------------------------------
+def nmf_codes(x: torch.Tensor, components: torch.Tensor, iters: int = 200,
+              eps: float = 1e-10) -> torch.Tensor:
+    """Non-negative codes ``W >= 0`` minimising ``||x - W @ components||^2`` for rows ``x``
+    ``(N, D)`` (non-negative) and fixed ``components`` ``(k, D)``: Lee and Seung's
+    multiplicative updates from a uniform start (the 'mu' solver of scikit-learn, batched)."""
+    x = x.double().clamp(min=0)
+    H = components.double()
+    HHt = H @ H.T
+    XHt = x @ H.T
+    W = torch.full((len(x), len(H)), float(x.mean() / max(H.mean(), eps)), dtype=torch.float64,
+                   device=x.device) / len(H)
+    for _ in range(iters):
+        W = W * XHt / (W @ HHt + eps)
+    return W.float()
+
+
+def fit_nmf(vectors: torch.Tensor, dim: int, seed: int = 0, max_iter: int = 400) -> torch.Tensor:
+    """scikit-learn NMF of the rows of ``vectors`` ``(N, D)``: returns the ``(dim, D)`` components."""
+    from sklearn.decomposition import NMF
+    model = NMF(n_components=dim, init="nndsvda", solver="mu", max_iter=max_iter, random_state=seed)
+    model.fit(vectors.double().clamp(min=0).numpy())
+    return torch.from_numpy(model.components_).float()
+
+
+class NMFFeatures(nn.Module):
+    """``BYOL + NMF``: the backbone's hypercolumn at every position, replaced by its NMF codes."""
+
+    def __init__(self, backbone: Backbone, components: torch.Tensor, iters: int = 200):
+        super().__init__()
+        self.backbone = backbone.eval()
+        self.register_buffer("components", components)
+        self.iters = iters
+
+    @torch.no_grad()
+    def forward(self, x):
+        h = self.backbone.hypercolumn(x)
+        B, C, hh, ww = h.shape
+        codes = nmf_codes(h.permute(0, 2, 3, 1).reshape(-1, C), self.components, self.iters)
+        return codes.view(B, hh, ww, -1).permute(0, 3, 1, 2)
+
+
+# -- training ---------------------------------------------------------------------------------
+DEFAULTS = dict(
+    feat_dim=64, proj_dim=256, width=128,   # C of Phi^D, output of g^D (None: no head), FPN width
+    size=96, crop_scale=(0.5, 1.0),         # training crops (thesis: 96-px views of 136-px faces)
+    batch_size=32, steps=100, lr=1e-3, weight_decay=1e-4,
+    tau=TAU,                                # LEAD's temperature (also used by DVE / CL here)
+    tps_jitter=0.1,                         # DVE / CL warps
+)
+
+
+def _views(images, idx, cfg, gen, device):
+    """Random crops (``crop_scale`` of the area, resized to ``size``) with colour jitter."""
+    x = to_float(images[idx.to(images.device)]).to(device)
+    x, _ = random_resized_crop(x, cfg["size"], tuple(cfg["crop_scale"]), generator=gen)
+    return color_jitter(x, generator=gen)
+
+
+def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict | None = None,
+                 device="cpu", seed: int = 0, progress: bool = True) -> dict:
+    """Train a compact dense feature extractor on ``images`` (N, 3, H, W) (uint8 or float).
+
+    ``method``:
+      * ``"lead"``: DenseNet with the encoder initialised from ``teacher`` (stage-1 BYOL), plus a
+        projection head of ``proj_dim`` (None: none); :func:`lead_loss` against the frozen
+        teacher's hypercolumns, each image paired with the next one in the batch.
+      * ``"dve"``: the same DenseNet (encoder from ``teacher``), trained with
+        :func:`~ssl_lab.ssl.equivariance.dve_loss` between an image and its random TPS warp,
+        exchanging descriptors through the next image in the batch.
+      * ``"cl"``: :class:`ProjectedHypercolumn` on the frozen ``teacher`` (stage-1 MoCo),
+        trained with :func:`~ssl_lab.ssl.equivariance.equivariance_loss` on TPS warps.
+
+    Adam with a cosine decay. Returns ``state_dict`` (of the DenseNet, or of the projector
+    for ``"cl"``), ``history`` (loss per step), ``config``, ``wall_s`` and ``images_per_s``.
+    """
+    from . import equivariance as eq
+    cfg = {**DEFAULTS, **(cfg or {})}
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    enc_state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
+    head = None
+    if method in ("lead", "dve"):
+        net = DenseNet(teacher.name, cfg["feat_dim"], cfg["width"], enc_state).to(device)
+        if method == "lead" and cfg["proj_dim"]:
+            head = ProjectionHead(cfg["feat_dim"], cfg["proj_dim"]).to(device)
+    elif method == "cl":
+        net = ProjectedHypercolumn(teacher, cfg["feat_dim"]).to(device)
+    else:
+        raise ValueError(f"unknown stage-2 method {method!r}; choose 'lead', 'dve' or 'cl'")
+    params = [p for m in (net, head) if m is not None for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    steps = int(cfg["steps"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / max(steps, 1))))
+    bs = min(cfg["batch_size"], len(images))
+    net.train()
+    if head is not None:
+        head.train()
+    history = []
+    t0 = time.perf_counter()
+    for _ in tqdm(range(steps), desc=f"stage 2 {method}", disable=not progress):
+        x = _views(images, torch.randint(len(images), (bs,), generator=gen), cfg, gen, device)
+        if method == "lead":
+            with torch.no_grad():
+                h = teacher.hypercolumn(x)
+            f = net(x)
+            f = head(f) if head is not None else f
+            loss = lead_loss(f, f.roll(1, 0), h, h.roll(1, 0), cfg["tau"])
+        else:
+            grid = eq.random_tps(bs, x.shape[-1], generator=gen, jitter=cfg["tps_jitter"]).to(device)
+            f, f2 = net(x), net(eq.warp(x, grid))
+            g = eq.resize_grid(grid, f.shape[-2:])
+            if method == "dve":
+                loss = eq.dve_loss(f, f2, f.roll(1, 0), g, tau=cfg["tau"])
+            else:
+                loss = eq.equivariance_loss(f, f2, g, tau=cfg["tau"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"stage-2 {method} loss is {loss.item()}; lower the lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+    wall = time.perf_counter() - t0
+    model = net.proj if method == "cl" else net
+    return dict(method=method, backbone=teacher.name, config=cfg, seed=seed, history=history,
+                state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                wall_s=wall, images_per_s=steps * bs / wall if wall > 0 else float("nan"))

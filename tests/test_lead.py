@@ -1,0 +1,114 @@
+"""LEAD stage 2: the loss of Eq. 3.2-3.3 against a plain loop, the dense network, NMF codes."""
+import math
+
+import pytest
+import torch
+
+from ssl_lab.nets.backbones import Backbone
+from ssl_lab.ssl.lead import (DenseNet, NMFFeatures, ProjectedHypercolumn, ProjectionHead, lead_loss,
+                              nmf_codes, similarity_distribution, train_stage2)
+
+
+def _loop_loss(f_i, f_j, h_i, h_j, tau):
+    """Eq. 3.3 written out: sum over positions u of i of -sum_v p_uv log q_uv, mean over pairs."""
+    B, _, hh, ww = f_i.shape
+    total = 0.0
+    for b in range(B):
+        pos = [(r, c) for r in range(hh) for c in range(ww)]
+        for (r, c) in pos:
+            def dist(a, bmap):
+                sims = [torch.dot(a, bmap[:, r2, c2]) / (a.norm() * bmap[:, r2, c2].norm()) / tau
+                        for (r2, c2) in pos]
+                z = sum(math.exp(s) for s in sims)
+                return [math.exp(s) / z for s in sims]
+            p = dist(h_i[b, :, r, c], h_j[b])
+            q = dist(f_i[b, :, r, c], f_j[b])
+            total += -sum(pk * math.log(qk) for pk, qk in zip(p, q))
+    return total / B
+
+
+def test_lead_loss_matches_a_plain_loop():
+    g = torch.Generator().manual_seed(0)
+    f_i, f_j = (torch.randn(2, 3, 2, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    h_i, h_j = (torch.randn(2, 5, 2, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    tau = 0.5
+    want = _loop_loss(f_i, f_j, h_i, h_j, tau)
+    got_sum = lead_loss(f_i, f_j, h_i, h_j, tau, reduction="sum")
+    got_mean = lead_loss(f_i, f_j, h_i, h_j, tau, reduction="mean")
+    assert abs(float(got_sum) - want) < 1e-4 * abs(want)          # the loss runs in float32
+    assert abs(float(got_mean) - want / 6) < 1e-4 * abs(want)      # 2 x 3 positions of i
+
+
+def test_loss_is_the_target_entropy_when_the_compact_maps_are_the_hypercolumns():
+    # cross-entropy >= entropy, with equality iff q = p
+    g = torch.Generator().manual_seed(1)
+    h_i, h_j = torch.randn(2, 8, 3, 3, generator=g), torch.randn(2, 8, 3, 3, generator=g)
+    p = similarity_distribution(h_i, h_j, 0.1)
+    assert torch.allclose(p.sum(-1), torch.ones(2, 9))
+    entropy = -(p * p.log()).sum(-1).mean()
+    assert abs(float(lead_loss(h_i, h_j, h_i, h_j, 0.1)) - float(entropy)) < 1e-5
+    f_i, f_j = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    assert float(lead_loss(f_i, f_j, h_i, h_j, 0.1)) > float(entropy) + 0.1
+
+
+def test_loss_gradient_reaches_the_compact_maps_only():
+    g = torch.Generator().manual_seed(2)
+    f = torch.randn(2, 4, 3, 3, generator=g, requires_grad=True)
+    h = torch.randn(2, 8, 3, 3, generator=g, requires_grad=True)
+    lead_loss(f, f.roll(1, 0), h, h.roll(1, 0)).backward()
+    assert f.grad is not None and f.grad.abs().sum() > 0
+    assert h.grad is None                               # the targets come from a frozen network
+    with pytest.raises(ValueError, match="grid"):
+        lead_loss(f, f, h[..., :2], h[..., :2])
+
+
+def test_dense_net_is_a_stride_4_map_with_the_stage1_encoder():
+    teacher = Backbone("resnet18")
+    net = DenseNet("resnet18", feat_dim=16, width=8, encoder_state=teacher.state_dict()).eval()
+    x = torch.rand(2, 3, 48, 40)
+    assert net(x).shape == (2, 16, 12, 10)
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[k], v)
+    head = ProjectionHead(16, 32).eval()
+    assert head(net(x)).shape == (2, 32, 12, 10)
+    cl = ProjectedHypercolumn(teacher, 24)
+    assert cl(x).shape == (2, 24, 12, 10)
+    cl.train()
+    assert not cl.backbone.training and not any(p.requires_grad for p in cl.backbone.parameters())
+
+
+def test_nmf_codes_recover_an_exact_factorisation():
+    g = torch.Generator().manual_seed(3)
+    H = torch.rand(4, 12, generator=g)
+    W = torch.rand(50, 4, generator=g)
+    codes = nmf_codes(W @ H, H, iters=2000)
+    assert (codes >= 0).all()
+    rel = float((codes @ H - W @ H).norm() / (W @ H).norm())
+    assert rel < 1e-2, rel
+
+
+def test_nmf_features_are_non_negative_codes_of_the_hypercolumn():
+    net = Backbone("resnet18").eval()
+    comps = torch.rand(6, net.hypercolumn_channels)
+    out = NMFFeatures(net, comps, iters=20)(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 6, 8, 8) and (out >= 0).all()
+
+
+@pytest.mark.parametrize("method", ["lead", "dve", "cl"])
+def test_train_stage2_runs_and_returns_a_loadable_state(method, one_thread):
+    teacher = Backbone("resnet18")
+    images = (torch.rand(6, 3, 40, 40) * 255).to(torch.uint8)
+    cfg = dict(size=32, batch_size=4, steps=2, width=8, feat_dim=8, proj_dim=16)
+    art = train_stage2(method, images, teacher, cfg, progress=False)
+    assert len(art["history"]) == 2 and all(math.isfinite(v) for v in art["history"])
+    if method == "cl":
+        ProjectedHypercolumn(teacher, 8).proj.load_state_dict(art["state_dict"])
+    else:
+        DenseNet("resnet18", 8, 8).load_state_dict(art["state_dict"])
+
+
+def test_lead_without_projection_head(one_thread):
+    art = train_stage2("lead", torch.rand(4, 3, 32, 32), Backbone("resnet18"),
+                       dict(size=32, batch_size=4, steps=1, width=8, feat_dim=8, proj_dim=None),
+                       progress=False)
+    assert math.isfinite(art["history"][0])
