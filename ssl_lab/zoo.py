@@ -2,8 +2,8 @@
 
 ``zoo.get("lead/stage1-byol", scale="small")`` returns the artefact, training it on first use
 with a fixed seed and caching it under ``$SSL_LAB_HOME/zoo/<recipe>/<scale>-<hash>.pt``,
-where the hash covers the recipe's config at that scale (plus overrides), the seed and the
-SynthFaces renderer version.
+where the hash covers the recipe's config at that scale (plus overrides), the seed, the
+SynthFaces renderer version and the split definitions (:func:`ssl_lab.data.splits.specs_key`).
 So any chapter can run alone, in any order, and two chapters asking for the same thing
 share one training run.
 
@@ -67,8 +67,8 @@ def config(name: str, scale: str, **overrides) -> dict:
 
 def cache_path(name: str, scale: str, seed: int = 0, **overrides) -> Path:
     cfg = config(name, scale, **overrides)
-    from .data.synthfaces import RENDERER_VERSION    # artefacts trained on SynthFaces go stale with it
-    key = json.dumps([name, scale, seed, cfg, RENDERER_VERSION], sort_keys=True, default=str)
+    from .data.splits import specs_key               # artefacts trained on SynthFaces go stale with
+    key = json.dumps([name, scale, seed, cfg, specs_key()], sort_keys=True, default=str)  # its splits
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     return home() / "zoo" / name / f"{scale}-seed{seed}-{h}.pt"
 

@@ -99,3 +99,12 @@ def test_cli_lists_splits_and_results(capsys):
     assert "mafl/test" in out and "1000" in out and "300w/train" in out
     cli(["results", "no/such-chapter"])
     assert "no recorded runs for no/such-chapter" in capsys.readouterr().out
+
+
+def test_zoo_key_changes_with_the_split_definitions(home, monkeypatch):
+    from dataclasses import replace
+    from ssl_lab.data import splits
+    before = zoo.cache_path("test/mean", "smoke")
+    spec = splits.SPECS["celeba"]
+    monkeypatch.setitem(splits.SPECS, "celeba", replace(spec, cfg=replace(spec.cfg, face_scale=0.5)))
+    assert zoo.cache_path("test/mean", "smoke") != before

@@ -136,6 +136,13 @@ def render_split(name: str, n: int, size: int, device="cpu", chunk: int = 256, p
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def specs_key() -> str:
+    """A short hash of the renderer version and every split's definition: what a network
+    trained on SynthFaces depends on (the zoo puts it in its cache keys)."""
+    key = json.dumps([RENDERER_VERSION, {k: asdict(v) for k, v in SPECS.items()}], sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
 def _cache_path(name, n, size):
     spec = SPECS[name]
     key = json.dumps([name, n, size, RENDERER_VERSION, asdict(spec)], sort_keys=True)
