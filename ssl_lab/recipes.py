@@ -6,6 +6,10 @@ Registered here (imported lazily by :mod:`ssl_lab.zoo`):
   §3.2.2; MoCo v2 is the ContrastLandmarks stage 1) on the unannotated CelebA-role set.
 * ``lead/supervised``: the same backbone trained to predict SynthFaces' binary attributes,
   the supervised baseline of the correspondence chapter.
+* ``lead/stage2-lead`` (LEAD's dense net, overrides ``feat_dim`` and ``proj_dim``),
+  ``lead/stage2-dve``, ``lead/stage2-cl`` and ``lead/stage2-nmf``: the compact dense
+  features of the matching chapter (thesis Tables 3.1 and 3.3), each on top of its stage-1
+  network (BYOL; MoCo for CL), which the zoo trains first if needed.
 
 ``build`` returns a :class:`~ssl_lab.nets.backbones.Backbone` in eval mode. At full scale the
 recipes read the real CelebA from ``$SSL_LAB_DATA/celeba`` (set by ``python -m ssl_lab train
@@ -14,6 +18,7 @@ recipes read the real CelebA from ``$SSL_LAB_DATA/celeba`` (set by ``python -m s
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.nn as nn
@@ -48,14 +53,14 @@ def _build_backbone(art, device):
 
 
 # SSL budgets. smoke proves the code path in seconds. small is bounded by the 30-min CPU
-# budget: ResNet-18, 48-px crops, 150 steps of 64 (half a pass over the 20k images);
+# budget of a chapter: ResNet-18, 48-px crops, 400 steps of 64 (1.3 passes over 20k images);
 # that is far less training than the thesis, and the chapters say so. full is the thesis:
 # ResNet-50, batch 256, 200 epochs of CelebA (162,770 images: about 127,000 steps), SGD
 # lr 0.03 with cosine decay.
 _SSL = {
     "smoke": dict(n=256, render=48, backbone="resnet18", size=40, batch_size=16, steps=6,
                   optimizer="adam", lr=1e-3, proj_hidden=256, proj_dim=64, queue=256),
-    "small": dict(n=20000, render=64, backbone="resnet18", size=48, batch_size=64, steps=150,
+    "small": dict(n=20000, render=64, backbone="resnet18", size=48, batch_size=64, steps=400,
                   optimizer="sgd", lr=0.05, proj_hidden=1024, proj_dim=128, queue=4096),
     "full": dict(n=None, render=None, backbone="resnet50", size=96, batch_size=256,
                  steps=127_000, optimizer="sgd", lr=0.03, proj_hidden=None, proj_dim=None,
@@ -81,7 +86,7 @@ for _method in ("byol", "moco"):
 
 _SUP = {
     "smoke": dict(scale="smoke", n=256, render=48, backbone="resnet18", batch_size=32, steps=8, lr=1e-3),
-    "small": dict(scale="small", n=20000, render=64, backbone="resnet18", batch_size=64, steps=150, lr=1e-3),
+    "small": dict(scale="small", n=20000, render=64, backbone="resnet18", batch_size=64, steps=400, lr=1e-3),
     "full": dict(scale="full", n=None, render=None, backbone="resnet50", batch_size=256, steps=20000, lr=1e-3),
 }
 
@@ -125,3 +130,80 @@ def stage1_backbones(scale: str, device="cpu", seed: int = 0) -> dict[str, Backb
     torch.manual_seed(seed)
     nets["random"] = Backbone(nets["BYOL"].name).to(device).eval()
     return {k: nets[k] for k in ("BYOL", "MoCo", "random", "supervised")}
+
+
+# -- LEAD stage 2 and its baselines (thesis §3.2.3, Table 3.1 / 3.3) ---------------------------
+# small: 300 steps of 32 48-px crops (half a pass over the 20k images); full = the thesis:
+# batch 256, 20 epochs of CelebA (162,770 images: about 12,700 steps).
+_STAGE2 = {
+    "smoke": dict(scale="smoke", n=256, render=48, size=40, batch_size=8, steps=4, width=32,
+                  lr=1e-3, crop_scale=(0.3, 1.0)),
+    "small": dict(scale="small", n=20000, render=64, size=48, batch_size=32, steps=300, width=128,
+                  lr=1e-3, crop_scale=(0.3, 1.0)),
+    "full": dict(scale="full", n=None, render=None, size=96, batch_size=256, steps=12_700,
+                 width=128, lr=1e-3, crop_scale=(0.5, 1.0)),
+}
+_TEACHER = {"lead": "lead/stage1-byol", "dve": "lead/stage1-byol", "cl": "lead/stage1-moco",
+            "nmf": "lead/stage1-byol"}
+
+
+def _stage2_recipe(method):
+    def train(cfg, device, seed):
+        cfg = dict(cfg)
+        scale = cfg.pop("scale")
+        teacher = zoo.get(_TEACHER[method], scale, device=device, seed=seed)
+        images = pretraining_images(scale, cfg.pop("n"), cfg.pop("render"))
+        from .ssl.lead import train_stage2
+        art = train_stage2(method, images, teacher, cfg, device=device, seed=seed)
+        return {**art, "teacher": dict(recipe=_TEACHER[method], scale=scale, seed=seed)}
+    return train
+
+
+def _build_stage2(art, device):
+    from .ssl.lead import DenseNet, NMFFeatures, ProjectedHypercolumn
+    cfg = art["config"]
+    if art["method"] in ("lead", "dve"):
+        net = DenseNet(art["backbone"], cfg["feat_dim"], cfg["width"])
+        net.load_state_dict(art["state_dict"])
+        return net.to(device).eval()
+    t = art["teacher"]
+    teacher = zoo.get(t["recipe"], t["scale"], device=device, seed=t["seed"])
+    if art["method"] == "nmf":
+        return NMFFeatures(teacher, art["components"]).to(device).eval()
+    net = ProjectedHypercolumn(teacher, cfg["feat_dim"])
+    net.proj.load_state_dict(art["state_dict"])
+    return net.to(device).eval()
+
+
+for _method, _extra in (("lead", dict(feat_dim=64, proj_dim=256)), ("dve", dict(feat_dim=64)),
+                        ("cl", dict(feat_dim=64))):
+    zoo.register(f"lead/stage2-{_method}", {s: {**c, **_extra} for s, c in _STAGE2.items()},
+                 build=_build_stage2)(_stage2_recipe(_method))
+
+
+_NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
+        "small": dict(scale="small", images=500, pixels=20000, feat_dim=64),
+        "full": dict(scale="full", images=2000, pixels=50000, feat_dim=64)}
+
+
+@zoo.register("lead/stage2-nmf", _NMF, build=_build_stage2)
+def train_nmf(cfg, device, seed):
+    """``BYOL + NMF``: scikit-learn NMF of BYOL hypercolumn vectors, ``pixels`` of them drawn at
+    random from the maps of ``images`` MAFL-role training images (the centre-crop framing the
+    features are evaluated on)."""
+    from .nets.backbones import hypercolumns
+    from .ssl.lead import fit_nmf
+    teacher = zoo.get(_TEACHER["nmf"], cfg["scale"], device=device, seed=seed)
+    if cfg["scale"] == "full":
+        raise NotImplementedError("full-scale NMF: fit it on real MAFL training hypercolumns "
+                                  "(ssl_lab.data.faces) and pass checkpoint=")
+    faces = splits.load("mafl/train", cfg["scale"], n=cfg["images"])
+    h = hypercolumns(teacher, faces.data["image"], device=device)
+    vec = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1]).float()
+    gen = torch.Generator().manual_seed(seed)
+    vec = vec[torch.randperm(len(vec), generator=gen)[:cfg["pixels"]]]
+    t0 = time.perf_counter()
+    fit = fit_nmf(vec, cfg["feat_dim"], seed=seed)
+    return dict(method="nmf", backbone=teacher.name, config=cfg, **fit,
+                wall_s=time.perf_counter() - t0,
+                teacher=dict(recipe=_TEACHER["nmf"], scale=cfg["scale"], seed=seed))

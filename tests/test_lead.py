@@ -112,3 +112,14 @@ def test_lead_without_projection_head(one_thread):
                        dict(size=32, batch_size=4, steps=1, width=8, feat_dim=8, proj_dim=None),
                        progress=False)
     assert math.isfinite(art["history"][0])
+
+
+def test_fit_nmf_finds_an_exact_low_rank_factorisation():
+    from ssl_lab.ssl.lead import fit_nmf
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(200, 3, generator=g) @ torch.rand(3, 20, generator=g)
+    fit = fit_nmf(x, 3, max_iter=500)
+    assert fit["components"].shape == (3, 20) and (fit["components"] >= 0).all()
+    assert fit["relative_error"] < 0.02, fit
+    codes = nmf_codes(x, fit["components"], iters=500)
+    assert float((codes @ fit["components"] - x).norm() / x.norm()) < 0.03

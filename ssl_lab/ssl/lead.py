@@ -180,12 +180,21 @@ def nmf_codes(x: torch.Tensor, components: torch.Tensor, iters: int = 200,
     return W.float()
 
 
-def fit_nmf(vectors: torch.Tensor, dim: int, seed: int = 0, max_iter: int = 400) -> torch.Tensor:
-    """scikit-learn NMF of the rows of ``vectors`` ``(N, D)``: returns the ``(dim, D)`` components."""
+def fit_nmf(vectors: torch.Tensor, dim: int, seed: int = 0, max_iter: int = 200) -> dict:
+    """scikit-learn NMF (coordinate descent) of the rows of ``vectors`` ``(N, D)``. Returns
+    ``components`` ``(dim, D)``, ``n_iter`` and ``relative_error`` (Frobenius norm of the
+    residual over that of the data); stopping at ``max_iter`` is reported there, not warned."""
+    import warnings
     from sklearn.decomposition import NMF
-    model = NMF(n_components=dim, init="nndsvda", solver="mu", max_iter=max_iter, random_state=seed)
-    model.fit(vectors.double().clamp(min=0).numpy())
-    return torch.from_numpy(model.components_).float()
+    from sklearn.exceptions import ConvergenceWarning
+    x = vectors.double().clamp(min=0).numpy()
+    model = NMF(n_components=dim, init="nndsvda", solver="cd", max_iter=max_iter, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x)
+    rel = model.reconstruction_err_ / max(float((x ** 2).sum()) ** 0.5, 1e-12)
+    return dict(components=torch.from_numpy(model.components_).float(), n_iter=int(model.n_iter_),
+                relative_error=float(rel))
 
 
 class NMFFeatures(nn.Module):
