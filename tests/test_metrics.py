@@ -387,3 +387,25 @@ def test_pixel_features_and_kmeans_recover_planted_parts():
     torch.testing.assert_close(x.norm(dim=1), torch.ones(128))
     _, assigned = clusters.kmeans_parts(x, k=3, seed=0)
     assert clusters.score(assigned, lab.numpy())["purity"] == 1.0
+
+
+def test_copy_baseline_predicts_the_reference_positions():
+    from ssl_lab.metrics.landmarks import copy_baseline
+    lm = torch.tensor([[[10., 20.], [30., 20.], [20., 30.], [12., 40.], [28., 40.]],
+                       [[10., 22.], [30., 22.], [20., 32.], [12., 42.], [28., 42.]]])
+    res = copy_baseline(lm, torch.tensor([[0, 1]]))
+    # every point is 2 px off, IOD 20 -> 10 %
+    assert abs(res["iod"] - 10.0) < 1e-9 and res["pck"][0.10] == 1.0 and res["pck"][0.05] == 0.0
+
+
+def test_position_features_cluster_into_image_regions():
+    from ssl_lab.metrics import clusters
+    pos = clusters.position_features(2, 4, 6)
+    assert pos.shape == (2, 2, 4, 6)
+    assert torch.allclose(pos[0, 0, 0], (torch.arange(6) + 0.5) / 6 * 2 - 1)     # x along a row
+    assert torch.allclose(pos[0, 1, :, 0], (torch.arange(4) + 0.5) / 4 * 2 - 1)  # y down a column
+    parts = torch.zeros(2, 4, 6, dtype=torch.long)
+    parts[:, :, 3:] = 1                                                          # left / right halves
+    x, lab = clusters.pixel_features(pos, parts, normalize=False)
+    _, assigned = clusters.kmeans_parts(x, k=2, seed=0)
+    assert clusters.score(assigned, lab.numpy())["nmi"] > 0.99

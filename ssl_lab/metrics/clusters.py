@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
-def pixel_features(feats: torch.Tensor, parts: torch.Tensor | None = None):
-    """Flatten dense features ``(N, C, h, w)`` to pixels ``(N*h*w, C)`` (L2-normalised), and
-    part maps ``(N, H, W)`` to the feature grid (nearest) as ``(N*h*w,)`` labels."""
+def pixel_features(feats: torch.Tensor, parts: torch.Tensor | None = None, normalize: bool = True):
+    """Flatten dense features ``(N, C, h, w)`` to pixels ``(N*h*w, C)`` (L2-normalised unless
+    ``normalize=False``), and part maps ``(N, H, W)`` to the feature grid (nearest) as
+    ``(N*h*w,)`` labels."""
     N, C, h, w = feats.shape
-    x = F.normalize(feats.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, C)
+    feats = F.normalize(feats.float(), dim=1) if normalize else feats.float()
+    x = feats.permute(0, 2, 3, 1).reshape(-1, C)
     if parts is None:
         return x, None
     lab = F.interpolate(parts[:, None].float(), size=(h, w), mode="nearest")[:, 0].long().reshape(-1)
@@ -45,3 +47,13 @@ def score(clusters, labels) -> dict[str, float]:
     """NMI (arithmetic normalisation, scikit-learn) and purity of a clustering."""
     from sklearn.metrics import normalized_mutual_info_score
     return dict(nmi=float(normalized_mutual_info_score(labels, clusters)), purity=purity(clusters, labels))
+
+
+def position_features(n: int, h: int, w: int) -> torch.Tensor:
+    """The control "feature" of a pixel that is only its place in the image: ``(n, 2, h, w)``
+    cell-centre coordinates in [-1, 1] (cluster them with ``pixel_features(...,
+    normalize=False)``). On aligned faces, position alone already predicts parts."""
+    ys = (torch.arange(h) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w) + 0.5) / w * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0)         # (2, h, w): x, y
+    return grid[None].expand(n, -1, -1, -1)

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["EYES", "inter_ocular", "iod_error", "pck", "sample_descriptors",
-           "cosine_similarity_maps", "match_landmarks", "correspondence_heatmap"]
+           "cosine_similarity_maps", "match_landmarks", "correspondence_heatmap",
+           "matching_benchmark", "copy_baseline"]
 
 #: indices of the two points whose distance normalises the error, by number of landmarks
 EYES = {5: (0, 1), 68: (36, 45)}
@@ -220,3 +221,16 @@ def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, 
     err, per_pair = iod_error(pred, gt, eyes=eyes, visible=vis, per_image=True)
     return dict(iod=err, pck=pck(pred, gt, thresholds, eyes=eyes, visible=vis), pred=pred,
                 per_pair=per_pair)
+
+
+def copy_baseline(landmarks: torch.Tensor, pairs: torch.Tensor, visible: torch.Tensor | None = None,
+                  eyes=None, thresholds: Sequence[float] = (0.05, 0.10)) -> dict:
+    """Matching without features: predict each query landmark at the reference landmark's
+    pixel position. Aligned faces make this far better than chance; a feature that matches
+    worse than it has learned nothing about where parts are. Same return keys as
+    :func:`matching_benchmark` (without ``per_pair``)."""
+    pred = landmarks[pairs[:, 0]].float()
+    gt = landmarks[pairs[:, 1]].float()
+    vis = None if visible is None else visible[pairs[:, 0]] & visible[pairs[:, 1]]
+    return dict(iod=iod_error(pred, gt, eyes=eyes, visible=vis),
+                pck=pck(pred, gt, thresholds, eyes=eyes, visible=vis), pred=pred)
