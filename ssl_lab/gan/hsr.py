@@ -241,8 +241,9 @@ def vit_features(name: str = "vit_base_patch16_224", weights=None, input_size: i
                              f"unexpected {unexpected[:5]} ({len(unexpected)})")
     depth = len(model.blocks)
     blocks = list(blocks) if blocks is not None else [max(1, round(depth * f)) for f in (0.25, 0.5, 0.75, 1.0)]
-    if len(blocks) != 4 or not all(1 <= b <= depth for b in blocks):
-        raise ValueError(f"blocks must be 4 block numbers in 1..{depth}, got {blocks}")
+    if len(set(blocks)) != 4 or not all(1 <= b <= depth for b in blocks):
+        raise ValueError(f"blocks must be 4 different block numbers in 1..{depth}, got {blocks} "
+                         "(a ViT needs at least 4 blocks)")
     return FrozenFeatures(_ViTIntermediates(model, [b - 1 for b in blocks]), [model.embed_dim] * 4,
                           input_size, mean, std, name=f"{name}:blocks{blocks}")
 
