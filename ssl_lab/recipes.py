@@ -91,20 +91,14 @@ _SUP = {
 }
 
 
-@zoo.register("lead/supervised", _SUP, build=_build_backbone)
-def train_supervised(cfg, device, seed):
-    """A backbone trained to predict the binary SynthFaces attributes (BCE) on random crops
-    (50-100% of the area, resampled to 3/4 of the render size): the supervised comparison
-    of the correspondence chapter."""
-    if cfg["scale"] == "full":
-        raise NotImplementedError("the supervised baseline uses SynthFaces attributes; at full "
-                                  "scale use a supervised ImageNet ResNet-50 weights file instead")
+def _fit_attributes(net, embed, dim, cfg, device, seed, normalise=None):
+    """Train ``net`` (``embed(x)`` -> ``(B, dim)``) with a linear head to predict the binary
+    SynthFaces attributes (BCE) of the CelebA-role split, on random crops (50-100% of the
+    area, resampled to 3/4 of the render size); returns the loss per step."""
     from .ssl.augment import random_resized_crop
     faces = splits.load("celeba", cfg["scale"], n=cfg["n"], size=cfg["render"])
     images, labels = faces.data["image"], faces.data["binary"]
-    torch.manual_seed(seed)
-    net = Backbone(cfg["backbone"]).to(device).train()
-    head = nn.Linear(net.pooled_channels, labels.shape[1]).to(device)
+    head = nn.Linear(dim, labels.shape[1]).to(device)
     opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=cfg["lr"])
     gen = torch.Generator().manual_seed(seed)
     history = []
@@ -113,13 +107,101 @@ def train_supervised(cfg, device, seed):
         x, _ = random_resized_crop(images[i].float().div(255), size=int(0.75 * cfg["render"]),
                                    scale=(0.5, 1.0), generator=gen)
         x = x.to(device)
-        loss = F.binary_cross_entropy_with_logits(head(net.pooled(x)), labels[i].to(device))
+        x = normalise(x) if normalise is not None else x
+        loss = F.binary_cross_entropy_with_logits(head(embed(x)), labels[i].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         history.append(loss.item())
+    return history
+
+
+@zoo.register("lead/supervised", _SUP, build=_build_backbone)
+def train_supervised(cfg, device, seed):
+    """A backbone trained to predict the binary SynthFaces attributes: the supervised
+    comparison of the correspondence chapter (and the "ResNet50" stand-in of the HSR ones)."""
+    if cfg["scale"] == "full":
+        raise NotImplementedError("the supervised baseline uses SynthFaces attributes; at full "
+                                  "scale use a supervised ImageNet ResNet-50 weights file instead")
+    torch.manual_seed(seed)
+    net = Backbone(cfg["backbone"]).to(device).train()
+    history = _fit_attributes(net, net.pooled, net.pooled_channels, cfg, device, seed)
     return dict(backbone=cfg["backbone"], history=history,
                 state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+
+
+# -- feature networks of the HSR chapters (thesis Table 4.1), small-scale stand-ins ----------
+# Full scale loads the thesis's networks from local weights files (ssl_lab.gan.hsr); below
+# full they are trained here on SynthFaces at the GAN resolution: a small ViT (12 blocks,
+# 192 wide, 8-px patches) with DINO ("ViT DINO"), the same ViT supervised on the attributes
+# ("DeiT"), and untrained ("ViT (RandInit)", built by hsr_features). The ResNet rows reuse
+# lead/stage1-byol ("ResNet50 DINO": self-supervised) and lead/supervised ("ResNet50").
+_VIT = dict(patch_size=8, depth=12, embed_dim=192, num_heads=3)
+_DINO = {
+    "smoke": dict(scale="smoke", n=256, render=32, size=32, local_size=16, batch_size=16, steps=4,
+                  **_VIT),
+    "small": dict(scale="small", n=20000, render=64, size=64, local_size=32, batch_size=64,
+                  steps=200, **_VIT),
+}
+
+
+@zoo.register("hsr/vit-dino", _DINO)
+def train_vit_dino(cfg, device, seed):
+    from .ssl.dino import train_dino
+    cfg = dict(cfg)
+    images = pretraining_images(cfg.pop("scale"), cfg.pop("n"), cfg.pop("render"))
+    return train_dino(images, cfg, device=device, seed=seed, progress=True)
+
+
+_VIT_SUP = {
+    "smoke": dict(scale="smoke", n=256, render=32, batch_size=16, steps=4, lr=1e-3, **_VIT),
+    "small": dict(scale="small", n=20000, render=64, batch_size=64, steps=300, lr=5e-4, **_VIT),
+}
+
+
+@zoo.register("hsr/vit-supervised", _VIT_SUP)
+def train_vit_supervised(cfg, device, seed):
+    """The "DeiT" stand-in: the small ViT trained to predict the binary attributes."""
+    from .gan.hsr import IMAGENET_MEAN, IMAGENET_STD
+    from .ssl.dino import small_vit
+    torch.manual_seed(seed)
+    vit = {k: cfg[k] for k in _VIT}
+    net = small_vit(img_size=cfg["render"], **vit).to(device).train()
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    history = _fit_attributes(net, net, net.embed_dim, cfg, device, seed,
+                              normalise=lambda x: (x - mean) / std)
+    return dict(history=history, vit_kwargs=dict(img_size=cfg["render"], **vit),
+                state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+
+
+#: Table 4.1's rows -> how the small-scale stand-in is made
+HSR_FEATURES = {"ViT DINO": "hsr/vit-dino", "ResNet50 DINO": "lead/stage1-byol",
+                "DeiT": "hsr/vit-supervised", "ResNet50": "lead/supervised",
+                "ViT (RandInit)": None}
+
+
+def hsr_features(row: str, scale: str, device="cpu", seed: int = 0):
+    """The frozen feature network of Table 4.1's row ``row`` at ``scale`` (a
+    :class:`~ssl_lab.gan.hsr.FrozenFeatures` taking GAN images in [-1, 1])."""
+    from .gan.hsr import resnet_features, vit_features
+    if row not in HSR_FEATURES:
+        raise KeyError(f"unknown feature network {row!r}; known: {list(HSR_FEATURES)}")
+    if scale == "full":
+        raise NotImplementedError("full scale: build the thesis's networks from local weights "
+                                  "files with ssl_lab.gan.hsr.vit_features / resnet_features")
+    size = {"smoke": 32, "small": 64}[scale]
+    recipe = HSR_FEATURES[row]
+    if recipe is None or recipe.startswith("hsr/"):
+        weights = None
+        if recipe is not None:
+            weights = zoo.get(recipe, scale, device=device, seed=seed)["state_dict"]
+        else:
+            torch.manual_seed(seed)
+        return vit_features("vit_tiny_patch16_224", weights=weights, input_size=size,
+                            **{k: v for k, v in _VIT.items()}).to(device)
+    net = zoo.get(recipe, scale, device=device, seed=seed)
+    return resnet_features(net.name, weights=net.state_dict(), input_size=size).to(device)
 
 
 def stage1_backbones(scale: str, device="cpu", seed: int = 0) -> dict[str, Backbone]:
@@ -133,12 +215,13 @@ def stage1_backbones(scale: str, device="cpu", seed: int = 0) -> dict[str, Backb
 
 
 # -- LEAD stage 2 and its baselines (thesis §3.2.3, Table 3.1 / 3.3) ---------------------------
-# small: 300 steps of 32 48-px crops (half a pass over the 20k images); full = the thesis:
+# small: 300 steps of 16 48-px crops (a quarter of a pass over the 20k images; ten trainings
+# share the chapter's 30-min CPU budget), FPN width 64; full = the thesis:
 # batch 256, 20 epochs of CelebA (162,770 images: about 12,700 steps).
 _STAGE2 = {
     "smoke": dict(scale="smoke", n=256, render=48, size=40, batch_size=8, steps=4, width=32,
                   lr=1e-3, crop_scale=(0.3, 1.0)),
-    "small": dict(scale="small", n=20000, render=64, size=48, batch_size=32, steps=300, width=128,
+    "small": dict(scale="small", n=20000, render=64, size=48, batch_size=16, steps=300, width=64,
                   lr=1e-3, crop_scale=(0.3, 1.0)),
     "full": dict(scale="full", n=None, render=None, size=96, batch_size=256, steps=12_700,
                  width=128, lr=1e-3, crop_scale=(0.5, 1.0)),

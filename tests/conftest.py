@@ -11,3 +11,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh, empty ``$SSL_LAB_HOME`` (rendered splits and zoo artefacts) for one test."""
+    monkeypatch.setenv("SSL_LAB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

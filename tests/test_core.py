@@ -8,10 +8,6 @@ from ssl_lab import paths, results, scales, zoo
 from ssl_lab.cli import main as cli
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSL_LAB_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 def test_scales():

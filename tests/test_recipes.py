@@ -29,3 +29,32 @@ def test_full_scale_needs_a_data_root(monkeypatch):
     monkeypatch.delenv("SSL_LAB_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match="--data-root"):
         pretraining_images("full", None, None)
+
+
+@pytest.mark.parametrize("name", ["lead/stage2-lead", "lead/stage2-dve", "lead/stage2-cl"])
+def test_stage2_configs_fit_train_stage2(name):
+    from ssl_lab.ssl.lead import DEFAULTS as STAGE2
+    for scale in ("smoke", "small", "full"):
+        cfg = zoo.config(name, scale)
+        assert set(cfg) - {"scale", "n", "render"} <= set(STAGE2)
+    full = zoo.config("lead/stage2-lead", "full")
+    # thesis: batch 256, 20 epochs of CelebA, 64-d features
+    assert full["batch_size"] == 256 and abs(full["steps"] - 20 * 162_770 / 256) / full["steps"] < 0.01
+    assert full["feat_dim"] == 64 and full["size"] == 96
+
+
+def test_dino_config_fits_train_dino():
+    from ssl_lab.ssl.dino import DEFAULTS as DINO
+    for scale in ("smoke", "small"):
+        assert set(zoo.config("hsr/vit-dino", scale)) - {"scale", "n", "render"} <= set(DINO)
+
+
+@pytest.mark.parametrize("row", ["ViT (RandInit)", "ViT DINO"])
+def test_hsr_feature_stand_ins_give_four_maps(row, home, one_thread):
+    import torch
+    from ssl_lab.recipes import hsr_features
+    feats = hsr_features(row, "smoke")
+    maps = feats(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert len(maps) == 4 and all(m.shape == (2, 192, 4, 4) for m in maps)
+    with pytest.raises(KeyError, match="unknown feature network"):
+        hsr_features("VGG", "smoke")

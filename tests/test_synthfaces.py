@@ -157,10 +157,6 @@ def test_cuda_matches_cpu():
 
 
 # ---------------------------------------------------------------- splits
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSL_LAB_HOME", str(tmp_path))
-    return tmp_path
 
 
 def test_split_items_follow_the_dataset_interface_and_are_cached(home):
