@@ -1,4 +1,6 @@
-"""GAN losses, regularisers, ADA and HSR against hand computations; a two-step training run."""
+"""GAN losses, regularisers, ADA and HSR against hand computations; a two-step training run;
+branching from a kept training state."""
+import copy
 import math
 
 import pytest
@@ -234,3 +236,106 @@ def test_training_with_hsr_switches_on_after_warmup():
     assert h1["hsr"] == pytest.approx(sum(h1[f"hsr_{r}"] for r in (4, 8, 16, 32)), rel=1e-5)
     with pytest.raises(ValueError, match="features"):
         train_gan(torch.rand(8, 3, 32, 32), cfg, steps=1, progress=False)
+
+
+# -- branching from a warmed-up state ---------------------------------------------------------
+TINY16 = dict(TINY32, resolution=16)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _branch_cfg(**kw):
+    return gan_config("smoke", arch=TINY16, batch=4, log_every=2, augment_p=0.2, ada_kimg=0.1, **kw)
+
+
+def test_keep_state_round_trip(tmp_path):
+    imgs = torch.rand(12, 3, 16, 16)
+    warm = train_gan(imgs, _branch_cfg(), steps=4, progress=False, keep_state=True)
+    assert "state" not in train_gan(imgs, _branch_cfg(), steps=1, progress=False)
+    torch.save(warm, tmp_path / "warm.pt")
+    warm = torch.load(tmp_path / "warm.pt")                     # plain tensors / dicts: weights_only loads it
+    st = warm["state"]
+    assert st["nimg"] == warm["nimg"] == 16 and st["step"] == 4 and float(st["ada"]["p"]) > 0.2
+    again = train_gan(imgs, _branch_cfg(), steps=0, progress=False, resume=warm, keep_state=True)
+    s2 = again["state"]
+    for k in ("G", "D", "G_ema"):
+        assert _same(st[k], s2[k]), k
+    assert _same(again["G_ema"], st["G_ema"])
+    assert torch.equal(s2["ada"]["p"], st["ada"]["p"]) and again["augment_p"] == warm["augment_p"]
+    assert s2["ada"] == {**st["ada"], "p": s2["ada"]["p"]} and torch.equal(s2["pl_mean"], st["pl_mean"])
+    assert float(st["pl_mean"]) > 0
+    for k in ("opt_G", "opt_D"):
+        assert s2[k]["param_groups"] == st[k]["param_groups"]
+        assert all(_same(st[k]["state"][i], s2[k]["state"][i]) for i in st[k]["state"])
+    assert (again["nimg"], again["branch_nimg"], again["history"], s2["step"]) == (16, 0, [], 4)
+    assert torch.equal(s2["torch_rng"], st["torch_rng"]) and torch.equal(s2["data"]["gen"], st["data"]["gen"])
+    before = copy.deepcopy(st)                                  # a branch leaves the warm-up's state alone
+    train_gan(imgs, _branch_cfg(), steps=1, progress=False, resume=warm)
+    for k in ("opt_G", "opt_D"):
+        assert all(_same(before[k]["state"][i], st[k]["state"][i]) for i in st[k]["state"])
+    assert _same(before["G"], st["G"]) and torch.equal(before["ada"]["p"], st["ada"]["p"])
+
+
+def test_split_training_equals_one_run():
+    imgs = torch.rand(12, 3, 16, 16)
+    one = train_gan(imgs, _branch_cfg(), steps=8, progress=False)
+    warm = train_gan(imgs, _branch_cfg(), steps=4, progress=False, keep_state=True)
+    rest = train_gan(imgs, _branch_cfg(), steps=4, progress=False, resume=warm)
+    assert _same(one["G_ema"], rest["G_ema"])                  # seed=None: the random streams continue
+    drop = ("images_per_s",)
+    strip = lambda hs: [{k: v for k, v in h.items() if k not in drop} for h in hs]
+    assert strip(warm["history"] + rest["history"]) == strip(one["history"])
+    assert [h["step"] for h in rest["history"]] == [6, 8] and rest["history"][-1]["kimg"] == 0.032
+    assert (rest["nimg"], rest["branch_nimg"], rest["augment_p"]) == (32, 16, one["augment_p"])
+    # a Dataset, resumed in the middle of an epoch (10 images = 2 batches per epoch)
+    ds = torch.utils.data.TensorDataset(torch.rand(10, 3, 16, 16))
+    one = train_gan(ds, _branch_cfg(), steps=5, progress=False)
+    warm = train_gan(ds, _branch_cfg(), steps=3, progress=False, keep_state=True)
+    assert warm["state"]["data"]["taken"] == 1
+    assert _same(one["G_ema"], train_gan(ds, _branch_cfg(), steps=2, progress=False, resume=warm)["G_ema"])
+    # an explicit seed restarts the streams: deterministic given (resume, seed), not the continuation
+    s1 = [train_gan(imgs, _branch_cfg(), steps=1, progress=False, resume=warm, seed=1)["G_ema"] for _ in range(2)]
+    assert _same(*s1)                                          # (and a branch leaves the warm-up's state as it was)
+    assert not _same(s1[0], train_gan(imgs, _branch_cfg(), steps=1, progress=False, resume=warm)["G_ema"])
+
+
+def test_branch_turns_hsr_on_after_warmup():
+    feats = vit_features("vit_tiny_patch16_224", input_size=32, patch_size=8, depth=4,
+                         embed_dim=16, num_heads=2)
+    imgs = torch.rand(8, 3, 32, 32)
+    base = dict(arch=TINY32, batch=4, log_every=1, hsr_hidden=8)
+    warm = train_gan(imgs, gan_config("smoke", **base), steps=2, progress=False, keep_state=True)
+    assert warm["state"]["hsr"] is None and len(warm["state"]["opt_G"]["param_groups"]) == 1
+    cfg = gan_config("smoke", **base, hsr=True, hsr_levels="high", hsr_warmup_kimg=0.008, pl_weight=0.0)
+    out = train_gan(imgs, cfg, steps=2, progress=False, features=feats, resume=warm, keep_state=True)
+    assert [h["step"] for h in out["history"]] == [3, 4] and out["nimg"] == 16 and out["branch_nimg"] == 8
+    for h in out["history"]:                                    # on from the branch's first step (nimg 8)
+        assert math.isfinite(h["hsr"]) and h["hsr"] > 0
+        assert h["hsr"] == pytest.approx(h["hsr_4"] + h["hsr_8"], rel=1e-5)
+    assert out["hsr_pairs"] == [(4, 3), (8, 2)] and not out["hsr_resumed"]
+    groups = out["state"]["opt_G"]["param_groups"]              # G's group + the new predictors
+    n_pred = sum(1 for _ in out["state"]["hsr"]["predictors"])
+    assert len(groups) == 2 and len(groups[1]["params"]) == n_pred
+    assert all(g["lr"] == pytest.approx(cfg.lr) for g in groups)  # pl off: no lazy-reg. correction
+    assert "pl" not in out["history"][0]
+    # a branch of the HSR branch with the same HSR reuses the predictors and their Adam state
+    again = train_gan(imgs, cfg, steps=1, progress=False, features=feats, resume=out, keep_state=True)
+    assert again["hsr_resumed"] and again["history"][0]["step"] == 5
+    # a branch switching HSR off again drops them
+    off = train_gan(imgs, gan_config("smoke", **base), steps=1, progress=False, resume=out, keep_state=True)
+    assert off["state"]["hsr"] is None and len(off["state"]["opt_G"]["param_groups"]) == 1
+
+
+def test_branch_with_mismatched_arch_batch_or_lr_raises():
+    imgs = torch.rand(8, 3, 16, 16)
+    warm = train_gan(imgs, _branch_cfg(), steps=1, progress=False, keep_state=True)
+    for field, kw in [("arch", dict(arch=dict(TINY16, channel_max=8))), ("batch", dict(batch=8)),
+                      ("lr", dict(lr=0.001))]:
+        cfg = gan_config(_branch_cfg(), **kw)
+        with pytest.raises(ValueError, match=field):
+            train_gan(imgs, cfg, steps=1, progress=False, resume=warm)
+    with pytest.raises(ValueError, match="keep_state"):
+        train_gan(imgs, _branch_cfg(), steps=1, progress=False,
+                  resume=train_gan(imgs, _branch_cfg(), steps=1, progress=False))
