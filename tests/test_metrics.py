@@ -409,3 +409,19 @@ def test_position_features_cluster_into_image_regions():
     x, lab = clusters.pixel_features(pos, parts, normalize=False)
     _, assigned = clusters.kmeans_parts(x, k=2, seed=0)
     assert clusters.score(assigned, lab.numpy())["nmi"] > 0.99
+
+
+def test_feature_distance_is_an_uncalibrated_lpips(one_thread):
+    from ssl_lab.metrics.ppl import feature_distance
+    from ssl_lab.nets.backbones import Backbone
+    torch.manual_seed(0)
+    net = Backbone("resnet18").eval()
+    d = feature_distance(net)
+    a, b = torch.rand(3, 3, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1
+    assert torch.allclose(d(a, a), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(d(a, b), d(b, a), atol=1e-6) and (d(a, b) > 0).all()
+    # by hand for one level: unit vectors u, v -> sum_c (u - v)^2 = 2 - 2 cos, mean over positions
+    fa, fb = net((a + 1) / 2)[4], net((b + 1) / 2)[4]
+    cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1)
+    assert torch.allclose(feature_distance(net, levels=(4,))(a, b), (2 - 2 * cos).mean((1, 2)), atol=1e-4)
+    assert d.name == "lpips-uncalibrated-resnet18"

@@ -58,3 +58,22 @@ def test_hsr_feature_stand_ins_give_four_maps(row, home, one_thread):
     assert len(maps) == 4 and all(m.shape == (2, 192, 4, 4) for m in maps)
     with pytest.raises(KeyError, match="unknown feature network"):
         hsr_features("VGG", "smoke")
+
+
+def test_gan_variants_branch_from_one_warmup(home, one_thread):
+    import torch
+    from ssl_lab.recipes import eval_features, gan_images, generator
+    imgs = gan_images("smoke", 8)
+    assert imgs.shape[0] == 16 and torch.equal(imgs[8:], imgs[:8].flip(-1))   # x-flips doubled
+    kw = dict(images=8, warmup_kimg=0.032, branch_kimg=0.032)
+    base = zoo.get("hsr/branch", "smoke", **kw)
+    hsr = zoo.get("hsr/branch", "smoke", features="ViT (RandInit)", levels="high", pl_weight=0.0, **kw)
+    warm = zoo.get("hsr/warmup", "smoke", images=8, warmup_kimg=0.032)
+    assert base["nimg"] == hsr["nimg"] == 64 and warm["nimg"] == 32            # warm-up + branch
+    assert "hsr" in hsr["history"][-1] and "hsr" not in base["history"][-1]
+    assert len(list((home / "zoo" / "hsr" / "warmup").glob("*.pt"))) == 1        # trained once
+    G = generator(hsr)
+    x = G(torch.randn(2, G.z_dim))
+    assert x.shape == (2, 3, 32, 32)
+    feats = eval_features("smoke")
+    assert feats(x).shape == (2, 512) and feats.name == "synth-sup-r18"

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["slerp", "lerp", "face_crop", "filtered_mean", "path_length"]
+__all__ = ["slerp", "lerp", "face_crop", "filtered_mean", "path_length", "feature_distance"]
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -121,3 +121,19 @@ def path_length(generate: Callable[[torch.Tensor], torch.Tensor],
         out.append(distance(img0, img1).reshape(k).double().cpu() / epsilon ** 2)
     distances = torch.cat(out)
     return filtered_mean(distances), distances
+
+
+def feature_distance(backbone, levels=(1, 2, 3, 4)):
+    """A perceptual distance for PPL below full scale, where the LPIPS VGG weights are not
+    available: LPIPS's uncalibrated form (``lpips=False`` in the ``lpips`` package: no learned
+    per-channel weights) on a stand-in network. For each of ``levels`` of ``backbone`` (a
+    :class:`~ssl_lab.nets.backbones.Backbone`), channel vectors are scaled to unit length,
+    the squared difference is summed over channels and averaged over positions; the levels
+    are summed. Takes images in [-1, 1]; returns ``(B,)``. ``.name`` labels the result."""
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fa, fb = backbone((a.float() + 1) / 2), backbone((b.float() + 1) / 2)
+        unit = lambda f: f / (f.norm(dim=1, keepdim=True) + 1e-10)
+        return sum(((unit(fa[i]) - unit(fb[i])) ** 2).sum(1).mean((1, 2)) for i in levels)
+    distance.name = f"lpips-uncalibrated-{backbone.name}"
+    return distance
