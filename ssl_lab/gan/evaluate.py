@@ -1,0 +1,63 @@
+"""Everything the HSR chapters measure on a trained generator, in one call.
+
+:func:`evaluate` samples ``n`` images from ``G`` (fixed seed, truncation off, constant
+noise), then reports, against the real training images:
+
+* the Frechet distance under the feature network ``features`` (labelled by
+  :func:`ssl_lab.metrics.fid.metric_name`: ``FID`` only for the FID Inception network);
+* improved precision and recall (k = 3, :mod:`ssl_lab.metrics.prdc`);
+* PPL in W at path end points (StyleGAN2's ``ppl2_wend``, the HSR release's setting;
+  epsilon 1e-4; percentile-filtered mean, :mod:`ssl_lab.metrics.ppl`) under ``distance``;
+* the Mahalanobis distance of every sample to the real feature moments
+  (:mod:`ssl_lab.metrics.outliers`), for the worst-image montages.
+
+The per-sample values (``mahalanobis``, ``ppl_samples``) and the images come back too.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..metrics.fid import compute_features, fd_from_features, gaussian_stats, metric_name
+from ..metrics.outliers import mahalanobis
+from ..metrics.ppl import path_length
+from ..metrics.prdc import precision_recall
+
+
+@torch.no_grad()
+def sample(G, n: int, seed: int = 0, batch: int = 64, device="cpu") -> torch.Tensor:
+    """``n`` images ``(n, 3, R, R)`` in [-1, 1] from seeded ``z`` with constant noise (CPU)."""
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([G(zb.to(device), noise_mode="const").cpu() for zb in z.split(batch)])
+
+
+def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: int = 1000,
+             seed: int = 0, batch: int = 64, device="cpu") -> dict:
+    """The chapter's metrics of ``G`` against ``real`` (``(N, 3, R, R)`` in [0, 1]).
+
+    ``features(images in [-1, 1]) -> (N, D)`` with a ``.name``; ``distance(a, b) -> (B,)``
+    with a ``.name`` (LPIPS at full scale, a stand-in below). Returns ``{fd_name: value,
+    "precision", "recall", "PPL", "fake", "mahalanobis", "ppl_samples", "ppl_ws" (the W
+    point of each PPL sample: ``G.synthesis(ppl_ws[i])`` is its image), "ppl_distance"}``.
+    """
+    fake = sample(G, n, seed, batch, device)
+    f_real = compute_features(features, real * 2 - 1, batch)
+    f_fake = compute_features(features, fake, batch)
+    mu, sigma = gaussian_stats(f_real)
+    out = {metric_name(features.name): fd_from_features(f_real, f_fake),
+           **precision_recall(f_real, f_fake, k=3)}
+    gen = torch.Generator().manual_seed(seed + 1)
+    drawn = []                           # path_length draws (start, end) per batch
+
+    def latents(k):
+        z = torch.randn(k, G.z_dim, generator=gen).to(device)
+        drawn.append(G.mapping(z).cpu())
+        return drawn[-1].to(device)
+
+    with torch.no_grad():
+        ppl, samples = path_length(lambda ws: G.synthesis(ws, noise_mode="const"), distance, latents,
+                                   n_ppl, epsilon=1e-4, space="w", sampling="end", batch=batch,
+                                   rng=torch.Generator().manual_seed(seed + 2))
+    starts = torch.cat(drawn[0::2])      # sampling="end": the image of sample i is G(starts[i])
+    out.update(PPL=ppl, fake=fake, mahalanobis=mahalanobis(f_fake, mu, sigma),
+               ppl_samples=samples, ppl_ws=starts, ppl_distance=distance.name)
+    return out
