@@ -584,17 +584,27 @@ def as_frame(key: str):
     return frame
 
 
-def beside(key: str, ours: dict):
+def beside(key: str, ours: dict, rename: dict | None = None):
     """The paper's table ``key`` next to our numbers: a DataFrame with, for each paper column
     ``c``, the columns ``(c, "thesis")`` and ``(c, "ours")``. ``ours`` maps row labels to
     ``{column: value}`` (a record's ``rows``); rows of either side missing from the other
-    are NaN there. Rows keep the paper's order, then ours that the paper lacks."""
+    are NaN there. Rows keep the paper's order, then ours that the paper lacks.
+
+    ``rename``: paper column -> our column measuring it with a stand-in (e.g. ``{"FID":
+    "FD_synth-sup-r18"}``); that column's label becomes ``"ours: FD_synth-sup-r18"``, so a
+    stand-in number is never shown under the paper's metric name."""
     import pandas as pd
 
+    rename = rename or {}
     paper = as_frame(key)
-    mine = pd.DataFrame.from_dict(ours, orient="index").reindex(columns=paper.columns)
+    mine = pd.DataFrame.from_dict(ours, orient="index")
+    mine = pd.DataFrame({c: mine[rename.get(c, c)] if rename.get(c, c) in mine else float("nan")
+                         for c in paper.columns}, index=mine.index)
     index = list(paper.index) + [r for r in mine.index if r not in paper.index]
-    frame = pd.concat({"thesis": paper.reindex(index), "ours": mine.reindex(index)}, axis=1)
-    frame = frame.swaplevel(axis=1)[[(c, s) for c in paper.columns for s in ("thesis", "ours")]]
+    cols = {}
+    for c in paper.columns:
+        cols[(c, "thesis")] = paper[c].reindex(index)
+        cols[(c, f"ours: {rename[c]}" if c in rename else "ours")] = mine[c].reindex(index)
+    frame = pd.DataFrame(cols, index=index)
     frame.attrs.update(paper.attrs)
     return frame

@@ -263,3 +263,10 @@ def test_beside_pairs_paper_and_our_columns():
     assert f.loc["64 / none", ("Different", "ours")] == 20.0
     assert list(f.index)[-1] == "32 / none" and math.isnan(f.loc["32 / none", ("Same", "thesis")])
     assert math.isnan(f.loc["256 / 256", ("Same", "ours")])
+
+
+def test_beside_labels_a_stand_in_metric_by_its_own_name():
+    from ssl_lab.reference import beside
+    f = beside("thesis-4.4", {"none": {"FD_x": 3.0, "PPL": 4.0}}, rename={"FID": "FD_x"})
+    assert list(f.columns) == [("FID", "thesis"), ("FID", "ours: FD_x"), ("PPL", "thesis"), ("PPL", "ours")]
+    assert f.loc["none", ("FID", "ours: FD_x")] == 3.0 and f.loc["none", ("FID", "thesis")] == 57.97

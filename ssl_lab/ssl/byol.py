@@ -120,6 +120,17 @@ DEFAULTS = dict(
 )
 
 
+def resolve_config(fn: str, cfg: dict | None, defaults: dict, images: torch.Tensor) -> dict:
+    """``defaults`` updated with ``cfg`` (unknown keys are a KeyError naming ``fn``), after
+    checking that ``images`` is a batch of at least two RGB images."""
+    unknown = set(cfg or {}) - set(defaults)
+    if unknown:
+        raise KeyError(f"unknown {fn} config keys {sorted(unknown)}; known: {sorted(defaults)}")
+    if images.dim() != 4 or images.shape[1] != 3 or len(images) < 2:
+        raise ValueError(f"images must be (N >= 2, 3, H, W), got {tuple(images.shape)}")
+    return {**defaults, **(cfg or {})}
+
+
 def build(method: str, cfg: dict) -> nn.Module:
     """The BYOL or MoCo model that :func:`train_ssl` trains, from a (complete) config."""
     if method == "byol":
@@ -144,13 +155,7 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
     online backbone's, on CPU, loadable with ``Backbone(cfg["backbone"]).load_state_dict``),
     ``history`` (loss per step), ``backbone``, ``method``, ``config``, ``seed``, ``wall_s``
     and ``images_per_s`` (images, each seen as two views, per second)."""
-    unknown = set(cfg or {}) - set(DEFAULTS)
-    if unknown:
-        raise KeyError(f"unknown train_ssl config keys {sorted(unknown)}; "
-                       f"known: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **(cfg or {})}
-    if images.dim() != 4 or images.shape[1] != 3 or len(images) < 2:
-        raise ValueError(f"images must be (N >= 2, 3, H, W), got {tuple(images.shape)}")
+    cfg = resolve_config("train_ssl", cfg, DEFAULTS, images)
     device = torch.device(device)
     bs = min(cfg["batch_size"], len(images))
     steps = int(cfg["steps"])

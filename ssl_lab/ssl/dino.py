@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from ..gan.hsr import IMAGENET_MEAN, IMAGENET_STD
 from .augment import _rand, color_jitter, gaussian_blur, random_grey, random_resized_crop, to_float
-from .byol import ema_update, momentum
+from .byol import ema_update, momentum, resolve_config
 
 VIT_NAME = "vit_tiny_patch16_224"       # timm name whose shape the stand-in keeps (width/heads)
 
@@ -301,13 +301,7 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     step), ``schedule`` (lr, weight decay, momentum and teacher temperature per step),
     ``config``, ``seed``, ``steps``, ``wall_s`` and ``images_per_s`` (images, each seen as
     ``2 + n_local`` crops, per second)."""
-    unknown = set(cfg or {}) - set(DEFAULTS)
-    if unknown:
-        raise KeyError(f"unknown train_dino config keys {sorted(unknown)}; "
-                       f"known: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **(cfg or {})}
-    if images.dim() != 4 or images.shape[1] != 3 or len(images) < 2:
-        raise ValueError(f"images must be (N >= 2, 3, H, W), got {tuple(images.shape)}")
+    cfg = resolve_config("train_dino", cfg, DEFAULTS, images)
     device = torch.device(device)
     bs = min(cfg["batch_size"], len(images))
     steps = int(cfg["steps"])
