@@ -265,7 +265,7 @@ for _method, _extra in (("lead", dict(feat_dim=64, proj_dim=256)), ("dve", dict(
 
 
 _NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
-        "small": dict(scale="small", images=500, pixels=20000, feat_dim=64),
+        "small": dict(scale="small", images=500, pixels=10000, feat_dim=64),
         "full": dict(scale="full", images=2000, pixels=50000, feat_dim=64)}
 
 
