@@ -425,3 +425,15 @@ def test_feature_distance_is_an_uncalibrated_lpips(one_thread):
     cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1)
     assert torch.allclose(feature_distance(net, levels=(4,))(a, b), (2 - 2 * cos).mean((1, 2)), atol=1e-4)
     assert d.name == "lpips-uncalibrated-resnet18"
+
+
+def test_pixel_patches_describe_the_neighbourhood():
+    from ssl_lab.metrics.landmarks import pixel_patches
+    x = torch.zeros(1, 3, 5, 5)
+    x[0, 0, 2, 2] = 1.0                                   # one red pixel in the centre
+    f = pixel_patches(x, k=3)
+    assert f.shape == (1, 27, 5, 5)
+    centre = f[0, :, 2, 2]
+    # the centre patch holds the red pixel at its middle (channel 0, offset 4), mean removed
+    assert abs(centre[4] - (1 - 1 / 27)) < 1e-6 and abs(centre.sum()) < 1e-6
+    assert torch.allclose(pixel_patches(x + 0.3, k=3)[..., 1:4, 1:4], f[..., 1:4, 1:4], atol=1e-6)

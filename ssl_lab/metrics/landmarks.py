@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 __all__ = ["EYES", "inter_ocular", "iod_error", "pck", "sample_descriptors",
            "cosine_similarity_maps", "match_landmarks", "correspondence_heatmap",
-           "matching_benchmark", "copy_baseline"]
+           "matching_benchmark", "copy_baseline", "pixel_patches"]
 
 #: indices of the two points whose distance normalises the error, by number of landmarks
 EYES = {5: (0, 1), 68: (36, 45)}
@@ -234,3 +234,12 @@ def copy_baseline(landmarks: torch.Tensor, pairs: torch.Tensor, visible: torch.T
     vis = None if visible is None else visible[pairs[:, 0]] & visible[pairs[:, 1]]
     return dict(iod=iod_error(pred, gt, eyes=eyes, visible=vis),
                 pck=pck(pred, gt, thresholds, eyes=eyes, visible=vis), pred=pred)
+
+
+def pixel_patches(images: torch.Tensor, k: int = 7) -> torch.Tensor:
+    """A descriptor with nothing learned: the ``k x k`` colour patch around every pixel
+    ``(B, 3 k^2, H, W)`` (zero padding), minus the patch's mean, so brightness changes do
+    not count. The yardstick a learned dense feature has to beat at landmark matching."""
+    B, C, H, W = images.shape
+    u = F.unfold(images.float(), k, padding=k // 2).view(B, C * k * k, H, W)
+    return u - u.mean(1, keepdim=True)
