@@ -199,7 +199,7 @@ def hsr_features(row: str, scale: str, device="cpu", seed: int = 0):
         else:
             torch.manual_seed(seed)
         return vit_features("vit_tiny_patch16_224", weights=weights, input_size=size,
-                            **{k: v for k, v in _VIT.items()}).to(device)
+                            **_VIT).to(device)
     net = zoo.get(recipe, scale, device=device, seed=seed)
     return resnet_features(net.name, weights=net.state_dict(), input_size=size).to(device)
 
