@@ -276,10 +276,10 @@ def train_nmf(cfg, device, seed):
     features are evaluated on)."""
     from .nets.backbones import hypercolumns
     from .ssl.lead import fit_nmf
-    teacher = zoo.get(_TEACHER["nmf"], cfg["scale"], device=device, seed=seed)
     if cfg["scale"] == "full":
         raise NotImplementedError("full-scale NMF: fit it on real MAFL training hypercolumns "
                                   "(ssl_lab.data.faces) and pass checkpoint=")
+    teacher = zoo.get(_TEACHER["nmf"], cfg["scale"], device=device, seed=seed)
     faces = splits.load("mafl/train", cfg["scale"], n=cfg["images"])
     h = hypercolumns(teacher, faces.data["image"], device=device)
     vec = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1]).float()

@@ -77,3 +77,9 @@ def test_gan_variants_branch_from_one_warmup(home, one_thread):
     assert x.shape == (2, 3, 32, 32)
     feats = eval_features("smoke")
     assert feats(x).shape == (2, 512) and feats.name == "synth-sup-r18"
+
+
+def test_full_scale_nmf_says_what_to_do_before_looking_for_a_teacher(home):
+    from ssl_lab.recipes import train_nmf
+    with pytest.raises(NotImplementedError, match="real MAFL"):
+        train_nmf(zoo.config("lead/stage2-nmf", "full"), "cpu", 0)
