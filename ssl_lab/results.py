@@ -85,3 +85,32 @@ def best(chapter: str, table: str, root: Path | None = None) -> dict | None:
     if not recs:
         return None
     return max(recs, key=lambda r: (SCALES.index(r["scale"]), r.get("date", "")))
+
+
+def across_seeds(chapter: str, table: str, root: Path | None = None) -> dict | None:
+    """Mean and spread of one table over the recorded seeds of the run :func:`best` would show.
+
+    Only records of that run's scale and ``parameters`` are pooled (a run with another
+    budget is a different experiment); of several records of one seed the newest counts.
+    Returns ``{"scale", "seeds", "records", "mean", "std"}``, where ``mean`` and ``std``
+    have the shape of ``rows`` (``std``: sample standard deviation, ddof 1; NaN for one
+    seed), or None when nothing is recorded."""
+    top = best(chapter, table, root)
+    if top is None:
+        return None
+    same = [r for r in load_all(chapter, root) if r["table"] == table and r["scale"] == top["scale"]
+            and r.get("parameters", {}) == top.get("parameters", {})]
+    by_seed = {}
+    for r in same:  # oldest first, so the newest record of a seed wins
+        by_seed[tuple(r["seeds"])] = r
+    recs = [by_seed[s] for s in sorted(by_seed)]
+    mean, std = {}, {}
+    for row, cols in top["rows"].items():
+        mean[row], std[row] = {}, {}
+        for col in cols:
+            vals = torch.tensor([float(r["rows"][row][col]) for r in recs
+                                 if col in r["rows"].get(row, {})], dtype=torch.float64)
+            mean[row][col] = vals.mean().item()
+            std[row][col] = vals.std().item() if len(vals) > 1 else float("nan")
+    return dict(scale=top["scale"], seeds=[s for k in sorted(by_seed) for s in k], records=recs,
+                mean=mean, std=std)

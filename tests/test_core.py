@@ -89,6 +89,30 @@ def test_results_roundtrip_and_best(tmp_path):
         results.make_record("x", "small", "t", {"r": 1.0})
 
 
+def test_across_seeds_pools_one_budget_and_keeps_the_newest_record_per_seed(tmp_path):
+    clock = iter(range(10, 60))
+
+    def rec(seed, fd, tag, steps=10, scale="small"):
+        r = results.make_record("hsr/x", scale, "thesis-4.4", {"none": {"FD": fd, "PPL": 2.0 * fd}},
+                                tag=tag, seeds=[seed], parameters=dict(steps=steps))
+        r["date"] = f"2026-01-01T00:00:{next(clock)}+00:00"  # written in this order
+        results.save(r, root=tmp_path)
+
+    assert results.across_seeds("hsr/x", "thesis-4.4", root=tmp_path) is None
+    rec(0, 9.0, "old0")           # superseded by the newer record of seed 0
+    rec(0, 1.0, "seed0")
+    rec(1, 3.0, "seed1")
+    rec(2, 99.0, "other", steps=20)  # another budget: not pooled with the newest...
+    rec(2, 5.0, "seed2")             # ...which is this one (steps=10)
+    rec(3, 70.0, "smoke3", scale="smoke")
+    agg = results.across_seeds("hsr/x", "thesis-4.4", root=tmp_path)
+    assert agg["scale"] == "small" and agg["seeds"] == [0, 1, 2]
+    assert agg["mean"]["none"]["FD"] == pytest.approx(3.0)          # (1 + 3 + 5) / 3
+    assert agg["std"]["none"]["FD"] == pytest.approx(2.0)           # sample std of 1, 3, 5
+    assert agg["mean"]["none"]["PPL"] == pytest.approx(6.0)
+    assert [r["tag"] for r in agg["records"]] == ["seed0", "seed1", "seed2"]
+
+
 def test_cli_lists_splits_and_results(capsys):
     cli(["splits", "--scale", "small"])
     out = capsys.readouterr().out
