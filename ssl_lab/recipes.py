@@ -183,7 +183,8 @@ HSR_FEATURES = {"ViT DINO": "hsr/vit-dino", "ResNet50 DINO": "lead/stage1-byol",
 
 def hsr_features(row: str, scale: str, device="cpu", seed: int = 0):
     """The frozen feature network of Table 4.1's row ``row`` at ``scale`` (a
-    :class:`~ssl_lab.gan.hsr.FrozenFeatures` taking GAN images in [-1, 1])."""
+    :class:`~ssl_lab.gan.hsr.FrozenFeatures` taking GAN images in [-1, 1]); ``seed`` is the
+    seed its stand-in was trained (or, for "ViT (RandInit)", initialised) with."""
     from .gan.hsr import resnet_features, vit_features
     if row not in HSR_FEATURES:
         raise KeyError(f"unknown feature network {row!r}; known: {list(HSR_FEATURES)}")
@@ -339,7 +340,9 @@ def train_gan_branch(cfg, device, seed):
     hsr = cfg["features"] != "none"
     gcfg = gan_config(cfg["scale"], kimg=cfg["branch_kimg"], hsr=hsr, hsr_levels=cfg["levels"],
                       pl_weight=cfg["pl_weight"], hsr_warmup_kimg=cfg["warmup_kimg"])
-    feats = hsr_features(cfg["features"], cfg["scale"], device=device, seed=seed) if hsr else None
+    # The feature networks are fixed, pretrained ones (seed 0), as in the thesis: a branch's
+    # seed varies the GAN only, and never turns "ResNet50" into the seed-1 evaluation network.
+    feats = hsr_features(cfg["features"], cfg["scale"], device=device) if hsr else None
     return train_gan(gan_images(cfg["scale"], cfg["images"]), gcfg, device=device, features=feats,
                      resume=warm)
 

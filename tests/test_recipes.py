@@ -72,6 +72,9 @@ def test_gan_variants_branch_from_one_warmup(home, one_thread):
     assert base["nimg"] == hsr["nimg"] == 64 and warm["nimg"] == 32            # warm-up + branch
     assert "hsr" in hsr["history"][-1] and "hsr" not in base["history"][-1]
     assert len(list((home / "zoo" / "hsr" / "warmup").glob("*.pt"))) == 1        # trained once
+    zoo.get("hsr/branch", "smoke", seed=1, features="ResNet50", **kw)          # another GAN seed...
+    sup = home / "zoo" / "lead" / "supervised"                                  # ...the same seed-0
+    assert [p.name.split("-")[1] for p in sup.glob("*.pt")] == ["seed0"]         # feature network
     G = generator(hsr)
     x = G(torch.randn(2, G.z_dim))
     assert x.shape == (2, 3, 32, 32)
