@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_lab {train,run,results,splits} ...``."""
+"""Command line: ``python -m ssl_lab {train,zoo,run,results,splits} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +7,57 @@ import sys
 from pathlib import Path
 
 
+def _parse_sets(sets) -> dict:
+    """``["feat_dim=128", "features=ViT DINO"]`` -> ``{"feat_dim": 128, "features": "ViT DINO"}``."""
+    import ast
+    out = {}
+    for item in sets or ():
+        k, sep, v = item.partition("=")
+        if not sep:
+            sys.exit(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
+
+
 def _cmd_train(a):
     from . import zoo
     if a.data_root:
         os.environ["SSL_LAB_DATA"] = a.data_root
-    path = zoo.train(a.recipe, a.scale, device=a.device, seed=a.seed)
+    overrides = _parse_sets(a.set)
+    if a.ship:
+        path = zoo.cache_path(a.recipe, a.scale, a.seed, **overrides)
+        if not path.exists():
+            zoo.train(a.recipe, a.scale, device=a.device, seed=a.seed, **overrides)
+        path = zoo.ship(a.recipe, a.scale, a.seed, device=a.device, **overrides)
+        print(f"shipped {a.recipe} at scale {a.scale}, seed {a.seed}: {path}")
+        return
+    path = zoo.train(a.recipe, a.scale, device=a.device, seed=a.seed, **overrides)
     print(f"trained {a.recipe} at scale {a.scale}: {path}")
+
+
+def _cmd_zoo(a):
+    from . import recipes, zoo
+    needed = [] if a.scale == "full" else recipes.book_artefacts(a.scale)
+    if a.make:
+        for name, scale, seed, ov in needed:
+            if zoo.shipped_manifest(name, scale, seed, **ov) is None:
+                print("making", zoo.train_command(name, scale, seed, **ov), flush=True)
+                zoo.ship(name, scale, seed, device=a.device, **ov)
+    rows = zoo.listing(needed)
+    if not rows:
+        print(f"nothing shipped in {zoo.zoo_dir()}")
+        return
+    import pandas as pd
+    frame = pd.DataFrame(rows)
+    print(frame.drop(columns=["command"]).to_string(index=False))
+    total = sum(r["MB"] or 0 for r in rows)
+    print(f"\nshipped zoo {zoo.zoo_dir()}: {total:.1f} MB")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"{r['recipe']} {r['slot']}: {r['status']}; remake: {r['command']}")
 
 
 def _cmd_run(a):
@@ -58,7 +103,14 @@ def main(argv=None):
     common.add_argument("--data-root", default=None, help="real datasets (full scale)")
     t = sub.add_parser("train", parents=[common], help="train a zoo recipe and cache it")
     t.add_argument("recipe")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    t.add_argument("--ship", action="store_true",
+                   help="then write it, compact and with its manifest, to the shipped zoo (results/zoo)")
     t.set_defaults(fn=_cmd_train)
+    z = sub.add_parser("zoo", parents=[common], help="list the shipped zoo: ok, stale, corrupt, missing")
+    z.add_argument("--make", action="store_true",
+                   help="train (or take from the cache) and ship what the book needs at --scale")
+    z.set_defaults(fn=_cmd_zoo)
     r = sub.add_parser("run", parents=[common], help="execute a chapter with papermill")
     r.add_argument("notebook")
     r.add_argument("--out", default=None)

@@ -52,13 +52,14 @@ def _build_backbone(art, device):
     return net.to(device).eval()
 
 
-# SSL budgets. smoke proves the code path in seconds. small is bounded by the 30-min CPU
+# SSL budgets. smoke proves the code path in seconds, on timm's 0.4M-parameter test_resnet (a
+# ResNet with 32-192 channels), so that the shipped smoke zoo stays a few MB. small is bounded by the 30-min CPU
 # budget of a chapter: ResNet-18, 48-px crops, 400 steps of 64 (1.3 passes over 20k images);
 # that is far less training than the thesis, and the chapters say so. full is the thesis:
 # ResNet-50, batch 256, 200 epochs of CelebA (162,770 images: about 127,000 steps), SGD
 # lr 0.03 with cosine decay.
 _SSL = {
-    "smoke": dict(n=256, render=48, backbone="resnet18", size=40, batch_size=16, steps=6,
+    "smoke": dict(n=256, render=48, backbone="test_resnet", size=40, batch_size=16, steps=6,
                   optimizer="adam", lr=1e-3, proj_hidden=256, proj_dim=64, queue=256),
     "small": dict(n=20000, render=64, backbone="resnet18", size=48, batch_size=64, steps=400,
                   optimizer="sgd", lr=0.05, proj_hidden=1024, proj_dim=128, queue=4096),
@@ -85,7 +86,7 @@ for _method in ("byol", "moco"):
 
 
 _SUP = {
-    "smoke": dict(scale="smoke", n=256, render=48, backbone="resnet18", batch_size=32, steps=8, lr=1e-3),
+    "smoke": dict(scale="smoke", n=256, render=48, backbone="test_resnet", batch_size=32, steps=8, lr=1e-3),
     "small": dict(scale="small", n=20000, render=64, backbone="resnet18", batch_size=64, steps=400, lr=1e-3),
     "full": dict(scale="full", n=None, render=None, backbone="resnet50", batch_size=256, steps=20000, lr=1e-3),
 }
@@ -335,8 +336,8 @@ def train_gan_branch(cfg, device, seed):
     (:data:`ssl_lab.gan.hsr.LEVELS`), from the first step of the branch; ``pl_weight`` 0
     switches the path-length regularizer off (Table 4.4)."""
     from .gan.losses import gan_config, train_gan
-    warm = zoo.get("hsr/warmup", cfg["scale"], device=device, seed=seed,
-                   **{k: cfg[k] for k in ("images", "warmup_kimg")})
+    warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=seed, shipped=False,
+                    **{k: cfg[k] for k in ("images", "warmup_kimg")})   # with its training state
     hsr = cfg["features"] != "none"
     gcfg = gan_config(cfg["scale"], kimg=cfg["branch_kimg"], hsr=hsr, hsr_levels=cfg["levels"],
                       pl_weight=cfg["pl_weight"], hsr_warmup_kimg=cfg["warmup_kimg"])
@@ -369,3 +370,30 @@ def eval_features(scale: str, device="cpu"):
     features.name = f"synth-sup-{net.name.replace('resnet', 'r')}"
     features.net = net
     return features
+
+
+# -- what the book's chapters load ------------------------------------------------------------
+#: the LEAD stage-2 configurations of Table 3.3 (output dims / projection dims; None: no head)
+LEAD_CONFIGS = {"64 / none": (64, None), "64 / 64": (64, 64), "64 / 256": (64, 256),
+                "128 / 256": (128, 256), "256 / 256": (256, 256)}
+
+#: the HSR design study's variants (Tables 4.1, 4.2, 4.4) -> ``hsr/branch`` overrides
+HSR_VARIANTS = {"StyleGAN2-ADA": dict(features="none"),
+                **{row: dict(features=row) for row in HSR_FEATURES},
+                **{f"{lv.capitalize()}-level": dict(features="ViT DINO", levels=lv) for lv in ("high", "mid", "low")},
+                "none (no PLR, no HSR)": dict(features="none", pl_weight=0.0),
+                "HSR without PLR": dict(features="ViT DINO", pl_weight=0.0)}
+
+
+def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
+    """Every ``(recipe, scale, seed, overrides)`` the chapters load at ``scale``: what the
+    shipped zoo must hold for the book to evaluate without training."""
+    s = lambda name, sd=seed, **ov: (name, scale, sd, ov)
+    cfg = zoo.config("hsr/branch", scale)
+    warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
+    return [s("lead/stage1-byol"), s("lead/stage1-moco"), s("lead/supervised"),
+            *(s("lead/stage2-lead", feat_dim=c, proj_dim=p) for c, p in LEAD_CONFIGS.values()),
+            s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
+            s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256),
+            s("hsr/vit-dino", 0), s("lead/supervised", 1),                 # HSR's ViT DINO; the FD network
+            s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]

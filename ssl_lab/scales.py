@@ -41,3 +41,18 @@ def get(name: str) -> Scale:
         return SCALES[name]
     except KeyError:
         raise ValueError(f"unknown scale {name!r}; choose one of {sorted(SCALES)}") from None
+
+
+def page_note(scale: str) -> str:
+    """One sentence for a chapter's top: which networks the page shows, and where they come from."""
+    get(scale)
+    where = ("loaded from the shipped zoo (results/zoo/, `python -m ssl_lab zoo` lists it); "
+             "nothing is trained while the page runs")
+    return {
+        "smoke": f"Scale 'smoke': every network on this page trained for a few steps only and is {where}. "
+                 "Its numbers and pictures prove the code path; they are not findings.",
+        "small": f"Scale 'small': SynthFaces networks trained until their learning gates passed (see each "
+                 f"artefact's manifest), {where}.",
+        "full": "Scale 'full': the thesis's networks and data sets, from the checkpoints trained with "
+                "`python -m ssl_lab train RECIPE --scale full` (or passed as checkpoint=).",
+    }[scale]

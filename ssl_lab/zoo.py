@@ -1,11 +1,27 @@
-"""Named, cached, reproducible trained artefacts shared by the chapters.
+"""Named, reproducible trained artefacts: the shipped zoo, the local cache, training.
 
-``zoo.get("lead/stage1-byol", scale="small")`` returns the artefact, training it on first use
-with a fixed seed and caching it under ``$SSL_LAB_HOME/zoo/<recipe>/<scale>-<hash>.pt``,
-where the hash covers the recipe's config at that scale (plus overrides), the seed, the
-SynthFaces renderer version and the split definitions (:func:`ssl_lab.data.splits.specs_key`).
-So any chapter can run alone, in any order, and two chapters asking for the same thing
-share one training run.
+``zoo.get("lead/stage1-byol", scale="small", seed=0)`` resolves, in order:
+
+1. an explicit ``checkpoint=`` file;
+2. the **shipped** artefact in ``results/zoo/<recipe>/<slot>.pt`` (``$SSL_LAB_ZOO`` moves
+   that folder), if its manifest's key matches; its sha256 is checked before it is read,
+   and a mismatch (a corrupt or truncated file) is a :class:`CorruptArtefact` error;
+3. the local cache, ``$SSL_LAB_HOME/zoo/<recipe>/<scale>-seed<N>-<key>.pt``;
+4. training, unless ``SSL_LAB_TRAIN=never`` (the book build and the tests set it), where a
+   missing or stale artefact is a :class:`MissingArtefact` error that says which part of the
+   key no longer matches (config, renderer, split definitions) and names the command that
+   makes it: ``python -m ssl_lab train RECIPE --scale S --seed N [--set k=v] --ship``.
+
+The **key** covers the recipe, scale, seed, config (the recipe's config at that scale plus
+overrides) and :func:`ssl_lab.data.splits.specs_key` (the SynthFaces renderer version and
+every split's definition). The **slot** (the shipped file's name) covers only recipe, scale,
+seed and the overrides that differ from the scale's config, so a shipped file whose key no
+longer matches is found and explained rather than silently ignored.
+
+Shipped files are compact: what only training needs (:data:`TRAINING_ONLY`) is dropped, and float32 tensors are stored as float16 and restored to float32 on load (the
+chapters are executed with the restored weights, so what they print is what ships). A
+manifest beside each file records recipe, config, key, seed, device, torch, commit, wall
+time, images/s, the training-loss curve, the gates it passed and the file's sha256.
 
 A recipe is a function ``train(cfg, device, seed) -> artefact`` (anything ``torch.save``
 stores, usually a dict with a ``state_dict``) registered with its config per scale, and an
@@ -17,6 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +43,16 @@ from typing import Any, Callable
 
 import torch
 
-from .paths import atomic_save, atomic_write_text, home
+from .paths import atomic_save, atomic_write_text, home, repo_root
 from .results import device_name, git_commit
+
+
+class MissingArtefact(FileNotFoundError):
+    """No usable artefact (none shipped, or the shipped one is stale) and training is off."""
+
+
+class CorruptArtefact(ValueError):
+    """A shipped file whose sha256 differs from its manifest's."""
 
 
 @dataclass(frozen=True)
@@ -65,33 +92,223 @@ def config(name: str, scale: str, **overrides) -> dict:
     return {**r.configs[scale], **overrides}
 
 
-def cache_path(name: str, scale: str, seed: int = 0, **overrides) -> Path:
+# -- keys, slots, places ------------------------------------------------------------------------
+def _splits_key() -> str:
+    from .data.splits import specs_key                 # artefacts trained on SynthFaces go stale
+    return specs_key()                                 # with its renderer and splits
+
+
+def key(name: str, scale: str, seed: int = 0, **overrides) -> str:
+    """The 10-hex key of an artefact: recipe, scale, seed, config and SynthFaces splits."""
     cfg = config(name, scale, **overrides)
-    from .data.splits import specs_key               # artefacts trained on SynthFaces go stale with
-    key = json.dumps([name, scale, seed, cfg, specs_key()], sort_keys=True, default=str)  # its splits
-    h = hashlib.sha1(key.encode()).hexdigest()[:10]
-    return home() / "zoo" / name / f"{scale}-seed{seed}-{h}.pt"
+    text = json.dumps([name, scale, seed, cfg, _splits_key()], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def get(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoint=None,
-        retrain: bool = False, train_full: bool = False, **overrides):
-    """The trained artefact ``name`` at ``scale`` (built with the recipe's ``build`` if any)."""
-    r = recipe(name)
+def _real_overrides(name: str, scale: str, overrides: dict) -> dict:
+    """The overrides that differ from the scale's config (only those name a slot)."""
+    base = config(name, scale)
+    config(name, scale, **overrides)                   # unknown keys are an error
+    return {k: v for k, v in sorted(overrides.items()) if base[k] != v}
+
+
+def slot(name: str, scale: str, seed: int = 0, **overrides) -> str:
+    """The shipped file's stem, e.g. ``smoke-seed0-feat_dim=128-proj_dim=256``."""
+    parts = [f"{scale}-seed{seed}"]
+    parts += [re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{k}={v}")
+              for k, v in _real_overrides(name, scale, overrides).items()]
+    return "-".join(parts)
+
+
+def zoo_dir() -> Path:
+    """The shipped zoo: ``$SSL_LAB_ZOO`` or ``results/zoo`` of this checkout."""
+    return Path(os.environ.get("SSL_LAB_ZOO", repo_root() / "results" / "zoo"))
+
+
+def shipped_path(name: str, scale: str, seed: int = 0, **overrides) -> Path:
+    return zoo_dir() / name / f"{slot(name, scale, seed, **overrides)}.pt"
+
+
+def cache_path(name: str, scale: str, seed: int = 0, **overrides) -> Path:
+    return home() / "zoo" / name / f"{scale}-seed{seed}-{key(name, scale, seed, **overrides)}.pt"
+
+
+def train_command(name: str, scale: str, seed: int = 0, ship: bool = True, **overrides) -> str:
+    sets = "".join(" --set " + shlex.quote(f"{k}={v}") for k, v in _real_overrides(name, scale, overrides).items())
+    return f"python -m ssl_lab train {name} --scale {scale} --seed {seed}{sets}" + (" --ship" if ship else "")
+
+
+def training_allowed() -> bool:
+    return os.environ.get("SSL_LAB_TRAIN", "").lower() != "never"
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -- the shipped zoo ----------------------------------------------------------------------------
+def stale_reason(manifest: dict, name: str, scale: str, seed: int = 0, **overrides) -> str | None:
+    """Why a shipped manifest's key no longer matches the code (None if it matches)."""
+    if manifest.get("key") == key(name, scale, seed, **overrides):
+        return None
+    why = []
+    cfg = config(name, scale, **overrides)
+    old = manifest.get("config", {})
+    changed = sorted(k for k in set(cfg) | set(old) if json.dumps(cfg.get(k), default=str)
+                     != json.dumps(old.get(k), default=str))
+    if changed:
+        why.append("config changed: " + ", ".join(f"{k} {old.get(k)!r} -> {cfg.get(k)!r}" for k in changed))
+    from .data.splits import RENDERER_VERSION
+    if manifest.get("renderer") != RENDERER_VERSION:
+        why.append(f"SynthFaces renderer {manifest.get('renderer')!r} -> {RENDERER_VERSION!r}")
+    elif manifest.get("splits") != _splits_key():
+        why.append(f"split definitions changed (splits key {manifest.get('splits')} -> {_splits_key()})")
+    return "; ".join(why) or "key differs (recipe name or key format changed)"
+
+
+def shipped_manifest(name: str, scale: str, seed: int = 0, **overrides) -> dict | None:
+    """The manifest of the shipped artefact if it is there and current (its key matches)."""
+    sp = shipped_path(name, scale, seed, **overrides)
+    if not (sp.exists() and sp.with_suffix(".json").exists()):
+        return None
+    m = _read_manifest(sp)
+    return m if stale_reason(m, name, scale, seed, **overrides) is None else None
+
+
+def _read_manifest(path: Path) -> dict:
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+def _check_sha(path: Path, manifest: dict):
+    got = sha256(path)
+    if got != manifest.get("sha256"):
+        raise CorruptArtefact(
+            f"shipped artefact {path} is corrupt or truncated: sha256 {got[:12]}... but its manifest "
+            f"says {str(manifest.get('sha256'))[:12]}...; restore it (git checkout -- {path}) or remake "
+            f"it with `{train_command(manifest['recipe'], manifest['scale'], manifest['seed'], **manifest.get('overrides', {}))}`")
+
+
+#: artefact keys that only training needs, dropped from shipped files: a warm-up's full
+#: training state (optimisers, D, RNG; branching asks the cache for it) and DINO's student
+#: (the teacher is the network DINO evaluates)
+TRAINING_ONLY = ("state", "student_state_dict")
+
+
+def _halve(obj):
+    """float32 tensors -> float16 where that is lossless in range (|x| < 6e4, finite)."""
+    if torch.is_tensor(obj):
+        if obj.dtype == torch.float32 and obj.numel() and torch.isfinite(obj).all() and obj.abs().max() < 6e4:
+            return obj.half()
+        return obj
+    if isinstance(obj, dict):
+        return {k: _halve(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_halve(v) for v in obj)
+    return obj
+
+
+def _restore(obj):
+    """float16 tensors -> float32 (the inverse of :func:`_halve` on what it changed)."""
+    if torch.is_tensor(obj):
+        return obj.float() if obj.dtype == torch.float16 else obj
+    if isinstance(obj, dict):
+        return {k: _restore(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_restore(v) for v in obj)
+    return obj
+
+
+def _curve(history, limit: int = 400):
+    """The training-loss curve of an artefact's history, at most ``limit`` points."""
+    if not history:
+        return []
+    step = max(1, len(history) // limit)
+    return history[::step]
+
+
+def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None = None, **overrides) -> Path:
+    """Write the cached artefact (trained now if absent) to the shipped zoo, compact, with its
+    manifest; returns the file. ``gates``: the learning gates it passed (recorded as given)."""
+    path = cache_path(name, scale, seed, **overrides)
+    if not path.exists():
+        train(name, scale, device=device, seed=seed, **overrides)
+    art = torch.load(path, map_location="cpu", weights_only=False)
+    meta = info(name, scale, seed, cached=True, **overrides) or {}
+    if isinstance(art, dict):                                    # not needed to evaluate
+        art = {k: v for k, v in art.items() if k not in TRAINING_ONLY}
+    out = atomic_save(_halve(art), shipped_path(name, scale, seed, **overrides))
+    from .data.splits import RENDERER_VERSION
+    history = art.get("history") if isinstance(art, dict) else None
+    manifest = dict(
+        recipe=name, scale=scale, seed=seed, overrides=_real_overrides(name, scale, overrides),
+        config=config(name, scale, **overrides), key=key(name, scale, seed, **overrides),
+        renderer=RENDERER_VERSION, splits=_splits_key(), file=out.name, sha256=sha256(out),
+        bytes=out.stat().st_size, stored="float32 tensors as float16 (restored on load); training state dropped",
+        device=meta.get("device"), torch=meta.get("torch"), commit=meta.get("commit"),
+        wall_time_s=meta.get("wall_time_s"), images_per_s=_images_per_s(art),
+        loss_curve=_curve(history), gates=gates or (art.get("gates") if isinstance(art, dict) else None),
+        command=train_command(name, scale, seed, **overrides))
+    atomic_write_text(json.dumps(manifest, indent=1, default=str) + "\n", out.with_suffix(".json"))
+    return out
+
+
+def _images_per_s(art):
+    if isinstance(art, dict):
+        for k in ("images_per_s",):
+            if isinstance(art.get(k), (int, float)):
+                return round(float(art[k]), 1)
+    return None
+
+
+def load(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoint=None,
+         retrain: bool = False, train_full: bool = False, shipped: bool = True, **overrides):
+    """The stored artefact (no ``build``), resolved as the module docstring says.
+    ``shipped=False`` skips the shipped zoo (training that needs a warm-up's full state)."""
+    recipe(name)
     if checkpoint is not None:
+        if retrain:
+            raise ValueError("retrain=True and checkpoint= cannot be combined")
         path = Path(checkpoint)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {path} for recipe {name!r} does not exist")
-    else:
-        path = cache_path(name, scale, seed, **overrides)
+        return torch.load(path, map_location=device, weights_only=False)
+    stale = None
+    if shipped and not retrain:
+        sp = shipped_path(name, scale, seed, **overrides)
+        if sp.exists() and sp.with_suffix(".json").exists():
+            manifest = _read_manifest(sp)
+            stale = stale_reason(manifest, name, scale, seed, **overrides)
+            if stale is None:
+                _check_sha(sp, manifest)
+                return _restore(torch.load(sp, map_location=device, weights_only=False))
+    path = cache_path(name, scale, seed, **overrides)
     if retrain or not path.exists():
-        if checkpoint is not None:
-            raise ValueError("retrain=True and checkpoint= cannot be combined")
+        cmd = train_command(name, scale, seed, **overrides)
+        if not training_allowed():
+            why = (f"the shipped artefact {shipped_path(name, scale, seed, **overrides)} is stale ({stale})"
+                   if stale else f"nothing is shipped at {shipped_path(name, scale, seed, **overrides)}")
+            raise MissingArtefact(
+                f"no usable artefact for recipe {name!r} (scale {scale}, seed {seed}, key "
+                f"{key(name, scale, seed, **overrides)}): {why}, none is cached, and SSL_LAB_TRAIN=never "
+                f"forbids training here. Make it with `{cmd}`")
         if scale == "full" and not train_full:
             raise FileNotFoundError(
                 f"no full-scale artefact for {name!r} at {path}; train it with "
                 f"`python -m ssl_lab train {name} --scale full --data-root DATA` or pass checkpoint=")
         train(name, scale, device=device, seed=seed, **overrides)
-    art = torch.load(path, map_location=device, weights_only=False)
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def get(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoint=None,
+        retrain: bool = False, train_full: bool = False, **overrides):
+    """The trained artefact ``name`` at ``scale`` (built with the recipe's ``build`` if any)."""
+    art = load(name, scale, device=device, seed=seed, checkpoint=checkpoint, retrain=retrain,
+               train_full=train_full, **overrides)
+    r = recipe(name)
     return r.build(art, device) if r.build else art
 
 
@@ -110,10 +327,42 @@ def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Pa
     return path
 
 
-def info(name: str, scale: str = "smoke", seed: int = 0, **overrides) -> dict | None:
-    """Provenance of a cached artefact (wall time, device, commit), or None if not trained."""
+def info(name: str, scale: str = "smoke", seed: int = 0, cached: bool = False, **overrides) -> dict | None:
+    """Provenance of an artefact (wall time, device, commit): the shipped manifest if it is
+    current, else the cached one's (``cached=True``: only the cache's); None if neither."""
+    m = None if cached else shipped_manifest(name, scale, seed, **overrides)
+    if m is not None:
+        return m
     p = cache_path(name, scale, seed, **overrides).with_suffix(".json")
     return json.loads(p.read_text()) if p.exists() else None
+
+
+def listing(needed=()) -> list[dict]:
+    """Every shipped manifest with its status (``ok``, ``stale: why``, ``corrupt``), then each
+    ``(recipe, scale, seed, overrides)`` of ``needed`` that is not shipped (``missing``)."""
+    rows, seen = [], set()
+    for m_path in sorted(zoo_dir().rglob("*.json")):
+        m = json.loads(m_path.read_text())
+        name, scale, seed, ov = m["recipe"], m["scale"], m["seed"], m.get("overrides", {})
+        art = m_path.with_suffix(".pt")
+        try:
+            why = stale_reason(m, name, scale, seed, **ov)
+        except (KeyError, ValueError) as e:
+            why = f"recipe or config no longer exists ({e})"
+        status = "ok" if why is None else f"stale: {why}"
+        if not art.exists():
+            status = "missing file"
+        elif why is None and sha256(art) != m.get("sha256"):
+            status = "corrupt (sha256 differs)"
+        seen.add((name, scale, seed, json.dumps(ov, sort_keys=True, default=str)))
+        rows.append(dict(recipe=name, slot=art.stem, status=status, MB=round(art.stat().st_size / 2**20, 2)
+                         if art.exists() else None, command=m.get("command")))
+    for name, scale, seed, ov in needed:
+        ov = _real_overrides(name, scale, ov)
+        if (name, scale, seed, json.dumps(ov, sort_keys=True, default=str)) not in seen:
+            rows.append(dict(recipe=name, slot=slot(name, scale, seed, **ov), status="missing", MB=None,
+                             command=train_command(name, scale, seed, **ov)))
+    return rows
 
 
 def _load_builtin_recipes():

@@ -251,3 +251,34 @@ def test_no_cdn_url_anywhere_in_the_build(html_dir):
                 continue
             offenders.append(f"{rel}: {url}")
     assert not offenders, "CDN URLs in the built book:\n" + "\n".join(offenders[:20])
+
+
+def _chapters() -> list[str]:
+    """Every notebook chapter in _toc.yml, as its built page's path."""
+    toc = (REPO / "_toc.yml").read_text(encoding="utf-8")
+    files = re.findall(r"file:\s*(\S+)", toc)
+    return [f"{f}.html" for f in files if (REPO / f"{f}.ipynb").is_file()]
+
+
+# A tqdm transcript: "GAN:  25%|██▌  | 1/4 [00:00<00:01,  1.82it/s]"
+PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]*\|\s*\d+/\d+|\d+(?:\.\d+)?\s*(?:it|s)/(?:s|it)\]")
+
+
+@pytest.mark.parametrize("rel", _chapters())
+def test_every_chapter_page_shows_its_figures_and_no_progress_bar(html_dir, dom, rel):
+    text = dom(rel)
+    page = _parse(text)
+    pngs = [src for src in page.attrs("img", "src") if src.lower().endswith(".png")]
+    assert pngs, f"{rel} shows no figure"
+    for src in pngs:
+        target = _local_file(html_dir / rel, src)
+        assert target is not None and target.is_file(), f"{rel}: image {src} missing"
+        assert target.read_bytes().startswith(PNG_MAGIC), f"{rel}: {src} is not a PNG"
+    bars = PROGRESS_BAR.findall(text)
+    assert not bars, f"{rel} contains progress-bar text: {bars[:3]}"
+
+
+def test_progress_bar_pattern_matches_tqdm_and_not_tables():
+    assert PROGRESS_BAR.search("GAN:  25%|██▌       | 1/4 [00:00<00:01,  1.82it/s]")
+    assert PROGRESS_BAR.search("stage 2 lead: 100%|██████████| 4/4 [00:02<00:00,  2.0s/it]")
+    assert not PROGRESS_BAR.search("<td>52.51</td><td>0.48</td> 25% of pairs | 3 / 4")

@@ -128,3 +128,97 @@ def test_zoo_key_changes_with_the_split_definitions(home, monkeypatch):
     spec = splits.SPECS["celeba"]
     monkeypatch.setitem(splits.SPECS, "celeba", replace(spec, cfg=replace(spec.cfg, face_scale=0.5)))
     assert zoo.cache_path("test/mean", "smoke") != before
+
+
+# -- the shipped zoo -----------------------------------------------------------------------------
+@zoo.register("test/weights", {"smoke": {"n": 3, "lr": 0.1}},
+              build=lambda art, device: art["state_dict"]["w"])
+def _train_weights(cfg, device, seed):
+    CALLS.append(("weights", cfg["n"], seed))
+    g = torch.Generator().manual_seed(seed)
+    return {"state_dict": {"w": torch.rand(cfg["n"], generator=g), "steps": torch.tensor(7)},
+            "history": [3.0, 2.0, 1.0], "images_per_s": 12.5, "state": {"optimiser": torch.ones(1000)}}
+
+
+def test_shipped_artefact_comes_before_the_cache_and_is_stored_compactly(home):
+    path = zoo.ship("test/weights", "smoke", seed=2)
+    assert path.parent == zoo.zoo_dir() / "test" / "weights" and path.name == "smoke-seed2.pt"
+    raw = torch.load(path, weights_only=False)
+    assert raw["state_dict"]["w"].dtype == torch.float16 and "state" not in raw   # halved, state dropped
+    assert raw["state_dict"]["steps"].dtype == torch.int64
+    m = json.loads(path.with_suffix(".json").read_text())
+    assert m["key"] == zoo.key("test/weights", "smoke", 2) and m["sha256"] == zoo.sha256(path)
+    assert m["loss_curve"] == [3.0, 2.0, 1.0] and m["images_per_s"] == 12.5 and m["seed"] == 2
+    assert m["command"] == "python -m ssl_lab train test/weights --scale smoke --seed 2 --ship"
+    for p in (home / "zoo").rglob("*.pt"):                 # the cache goes: the shipped file serves
+        p.unlink()
+    CALLS.clear()
+    w = zoo.get("test/weights", "smoke", seed=2)
+    g = torch.Generator().manual_seed(2)
+    expect = torch.rand(3, generator=g)
+    assert CALLS == [] and w.dtype == torch.float32 and torch.allclose(w, expect, atol=1e-3)
+    assert torch.equal(w, expect.half().float())           # exactly the float16 round trip
+    assert zoo.info("test/weights", "smoke", seed=2)["sha256"] == m["sha256"]
+
+
+def test_slots_name_only_the_overrides_that_differ(home):
+    assert zoo.slot("test/weights", "smoke", 0, n=3) == "smoke-seed0"
+    assert zoo.slot("test/weights", "smoke", 1, n=5, lr=0.1) == "smoke-seed1-n=5"
+    assert zoo.train_command("test/weights", "smoke", 1, n=5) == \
+        "python -m ssl_lab train test/weights --scale smoke --seed 1 --set n=5 --ship"
+
+
+def test_a_stale_or_missing_artefact_is_a_clear_error_when_training_is_off(home, monkeypatch):
+    from dataclasses import replace
+    from ssl_lab.data import splits
+    zoo.ship("test/weights", "smoke")
+    monkeypatch.setenv("SSL_LAB_TRAIN", "never")
+    monkeypatch.setitem(zoo.RECIPES["test/weights"].configs, "smoke", {"n": 3, "lr": 0.2})
+    for p in (home / "zoo").rglob("*.pt"):
+        p.unlink()
+    with pytest.raises(zoo.MissingArtefact, match=r"stale \(config changed: lr 0.1 -> 0.2\).*"
+                       r"python -m ssl_lab train test/weights --scale smoke --seed 0 --ship"):
+        zoo.get("test/weights", "smoke")
+    monkeypatch.setitem(zoo.RECIPES["test/weights"].configs, "smoke", {"n": 3, "lr": 0.1})
+    spec = splits.SPECS["celeba"]
+    monkeypatch.setitem(splits.SPECS, "celeba", replace(spec, cfg=replace(spec.cfg, face_scale=0.5)))
+    with pytest.raises(zoo.MissingArtefact, match="split definitions changed"):
+        zoo.get("test/weights", "smoke")
+    monkeypatch.setattr(splits, "RENDERER_VERSION", "v-next")
+    with pytest.raises(zoo.MissingArtefact, match="SynthFaces renderer .* -> 'v-next'"):
+        zoo.get("test/weights", "smoke")
+    with pytest.raises(zoo.MissingArtefact, match="nothing is shipped at .*smoke-seed4.pt"):
+        zoo.get("test/weights", "smoke", seed=4)
+    rows = {r["slot"]: r["status"] for r in zoo.listing([("test/weights", "smoke", 4, {})])}
+    assert rows["smoke-seed0"].startswith("stale: SynthFaces renderer") and rows["smoke-seed4"] == "missing"
+
+
+def test_a_corrupt_shipped_file_is_an_error_never_a_retrain(home):
+    path = zoo.ship("test/weights", "smoke")
+    path.write_bytes(path.read_bytes()[:-10])               # truncated
+    CALLS.clear()
+    with pytest.raises(zoo.CorruptArtefact, match="corrupt or truncated.*git checkout"):
+        zoo.get("test/weights", "smoke")
+    assert CALLS == []
+    assert [r["status"] for r in zoo.listing()] == ["corrupt (sha256 differs)"]
+
+
+def test_the_cli_ships_and_lists(home, capsys):
+    cli(["train", "test/weights", "--scale", "smoke", "--seed", "1", "--set", "n=5", "--ship"])
+    assert (zoo.zoo_dir() / "test" / "weights" / "smoke-seed1-n=5.pt").exists()
+    cli(["zoo", "--scale", "full"])
+    out = capsys.readouterr().out
+    assert "smoke-seed1-n=5" in out and " ok " in out and "shipped zoo" in out
+
+
+def test_the_book_finds_every_artefact_it_loads_shipped_and_current():
+    """The chapters evaluate only shipped artefacts: each one they load at their default
+    (smoke) scale is in results/zoo with a current key and an intact file."""
+    from ssl_lab import recipes
+    missing = [zoo.train_command(n, s, sd, **ov) for n, s, sd, ov in recipes.book_artefacts("smoke")
+               if zoo.shipped_manifest(n, s, sd, **ov) is None]
+    assert not missing, "not shipped or stale; make them with:\n" + "\n".join(missing)
+    bad = [r for r in zoo.listing() if r["status"] != "ok"]
+    assert not bad, bad
+    size = sum(p.stat().st_size for p in zoo.zoo_dir().rglob("*") if p.is_file())
+    assert size < 100 * 2**20

@@ -437,3 +437,23 @@ def test_pixel_patches_describe_the_neighbourhood():
     # the centre patch holds the red pixel at its middle (channel 0, offset 4), mean removed
     assert abs(centre[4] - (1 - 1 / 27)) < 1e-6 and abs(centre.sum()) < 1e-6
     assert torch.allclose(pixel_patches(x + 0.3, k=3)[..., 1:4, 1:4], f[..., 1:4, 1:4], atol=1e-6)
+
+
+def test_matching_benchmark_runs_the_features_in_float64_by_default():
+    """The default dtype reaches the feature callable (so a float64 network sees float64
+    images) and gives the float32 answer on a case without near-ties."""
+    from ssl_lab.metrics.landmarks import matching_benchmark
+    seen = []
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Conv2d(3, 8, 3, padding=1)
+    images = torch.rand(4, 3, 16, 16, generator=g)
+    kp = torch.tensor([[[4.0, 5.0], [11.0, 9.0]]]).expand(4, -1, -1)
+    pairs = torch.tensor([[0, 0], [1, 1], [2, 3]])
+    def feats(x):
+        seen.append(x.dtype)
+        return net.to(x.dtype)(x)
+    r64 = matching_benchmark(feats, images, kp, pairs, eyes=(0, 1))
+    r32 = matching_benchmark(feats, images, kp, pairs, eyes=(0, 1), dtype=torch.float32)
+    assert seen[:2] == [torch.float64] * 2 and seen[-1] == torch.float32
+    assert r64["pred"].dtype == torch.float64 and torch.equal(r64["pred"][:2], kp[:2].double())
+    assert torch.allclose(r64["pred"].float(), r32["pred"])

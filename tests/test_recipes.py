@@ -79,7 +79,7 @@ def test_gan_variants_branch_from_one_warmup(home, one_thread):
     x = G(torch.randn(2, G.z_dim))
     assert x.shape == (2, 3, 32, 32)
     feats = eval_features("smoke")
-    assert feats(x).shape == (2, 512) and feats.name == "synth-sup-r18"
+    assert feats(x).shape == (2, feats.net.pooled_channels) and feats.name == "synth-sup-test_r"  # smoke: test_resnet
 
 
 def test_full_scale_nmf_says_what_to_do_before_looking_for_a_teacher(home):

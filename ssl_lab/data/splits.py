@@ -121,10 +121,8 @@ def render_split(name: str, n: int, size: int, device="cpu", chunk: int = 256, p
     idx = np.arange(n)
     ids = spec.id_offset + idx // spec.per_identity
     out = {}
-    it = range(0, n, chunk)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc=f"render {name}", leave=False)
+    from ..progress import bar
+    it = bar(range(0, n, chunk), f"render {name}", show=progress, leave=False)
     for a in it:
         r = render_faces(idx[a:a + chunk], ids[a:a + chunk], seed=spec.seed, size=size,
                          cfg=spec.cfg, device=device)

@@ -464,7 +464,7 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
     non-deterministic anyway)."""
     import copy
 
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
     cfg = gan_config(cfg)
     device = torch.device(device)
@@ -537,7 +537,7 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
 
         history, t0, t_log, n_log = [], time.perf_counter(), time.perf_counter(), 0
         sums, counts = {}, {}
-        for i in tqdm(range(n_steps), disable=not progress, desc="GAN"):
+        for i in bar(range(n_steps), "GAN", show=progress):
             step = step0 + i
             reals = next(data).to(device, non_blocking=True)
             stats = train_step(G, D, G_ema, opt_G, opt_D, reals, step, cfg, augment, hsr, plr)

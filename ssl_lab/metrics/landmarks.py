@@ -193,7 +193,8 @@ def correspondence_heatmap(feat_ref: torch.Tensor, feat_query: torch.Tensor, poi
 @torch.no_grad()
 def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, pairs: torch.Tensor,
                        visible: torch.Tensor | None = None, batch: int = 32, eyes=None,
-                       thresholds: Sequence[float] = (0.05, 0.10), upsample: bool = True) -> dict:
+                       thresholds: Sequence[float] = (0.05, 0.10), upsample: bool = True,
+                       dtype: torch.dtype = torch.float64) -> dict:
     """Landmark matching over image pairs (thesis §3.4.2, DVE protocol).
 
     ``features``: a callable mapping float images ``(B, 3, H, W)`` in [0, 1] to dense maps
@@ -203,20 +204,25 @@ def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, 
     the query's inter-ocular distance, over points visible in both images. With ``upsample``
     the query map is bilinearly resized to the image first, so the argmax is not quantised
     to the feature stride (a stride-4 cell is ~40% of the inter-ocular distance at 48 px).
+
+    ``dtype``: the images are passed to ``features`` in it, and the matching runs in it. The
+    default, float64 (so the network must be too: ``net.double()``), makes the result the
+    same on every CPU: in float32 the last-bit differences between kernels (AVX2 vs AVX-512,
+    oneDNN vs ATen) flip the argmax of near-tied cells and move the printed error.
     Returns
     ``{"iod": mean error, "pck": {t: fraction}, "pred": (P, K, 2), "per_pair": (P,)}``.
     """
-    to_float = lambda x: x.float().div(255) if x.dtype == torch.uint8 else x.float()
+    to_float = lambda x: x.to(dtype).div(255) if x.dtype == torch.uint8 else x.to(dtype)
     size = tuple(images.shape[-2:])
     preds = []
     for s in range(0, len(pairs), batch):
         a, b = pairs[s:s + batch, 0], pairs[s:s + batch, 1]
-        fa, fb = features(to_float(images[a])), features(to_float(images[b]))
+        fa, fb = features(to_float(images[a])).to(dtype), features(to_float(images[b])).to(dtype)
         if upsample:
-            fb = F.interpolate(fb.float(), size=size, mode="bilinear", align_corners=False)
-        preds.append(match_landmarks(fa.float().cpu(), fb.float().cpu(), landmarks[a].float(), size))
+            fb = F.interpolate(fb, size=size, mode="bilinear", align_corners=False)
+        preds.append(match_landmarks(fa.cpu(), fb.cpu(), landmarks[a].to(dtype), size))
     pred = torch.cat(preds)
-    gt = landmarks[pairs[:, 1]].float()
+    gt = landmarks[pairs[:, 1]].to(dtype)
     vis = None if visible is None else visible[pairs[:, 0]] & visible[pairs[:, 1]]
     err, per_pair = iod_error(pred, gt, eyes=eyes, visible=vis, per_image=True)
     return dict(iod=err, pck=pck(pred, gt, thresholds, eyes=eyes, visible=vis), pred=pred,

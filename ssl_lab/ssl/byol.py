@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 from ..nets.backbones import Backbone
 from .augment import TwoViewAugment
@@ -177,7 +177,7 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
     amp = bool(cfg["amp"]) and device.type == "cuda"
 
     order, pos, history = torch.randperm(len(images), generator=gen), 0, []
-    bar = tqdm(range(steps), desc=f"{method} {cfg['backbone']}", disable=not progress)
+    bar = progress_bar(range(steps), f"{method} {cfg['backbone']}", show=progress)
     t0 = time.perf_counter()
     for step in bar:
         if pos + bs > len(order):

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 from ..gan.hsr import IMAGENET_MEAN, IMAGENET_STD
 from .augment import _rand, color_jitter, gaussian_blur, random_grey, random_resized_crop, to_float
@@ -332,7 +332,7 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
 
     order, pos, history = torch.randperm(len(images), generator=gen), 0, []
     schedule = dict(lr=[], weight_decay=[], momentum=[], teacher_temp=[])
-    bar = tqdm(range(steps), desc="dino vit", disable=not progress)
+    bar = progress_bar(range(steps), "dino vit", show=progress)
     t0 = time.perf_counter()
     for step in bar:
         lr = lr_at(step, steps, base_lr, cfg["min_lr"], warmup)

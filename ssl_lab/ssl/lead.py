@@ -34,7 +34,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import bar
 
 from ..nets.backbones import Backbone
 from .augment import color_jitter, random_resized_crop, to_float
@@ -275,7 +275,7 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
         head.train()
     history = []
     t0 = time.perf_counter()
-    for _ in tqdm(range(steps), desc=f"stage 2 {method}", disable=not progress):
+    for _ in bar(range(steps), f"stage 2 {method}", show=progress):
         x = _views(images, torch.randint(len(images), (bs,), generator=gen), cfg, gen, device)
         if method == "lead":
             with torch.no_grad():
