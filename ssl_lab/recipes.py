@@ -75,7 +75,7 @@ def _ssl_recipe(method):
         images = pretraining_images(cfg.pop("scale"), cfg.pop("n"), cfg.pop("render"))
         if method == "byol":
             cfg.pop("queue")
-        from .ssl.byol import train_ssl
+        from .ssl.train import train_ssl
         return train_ssl(method, images, cfg, device=device, seed=seed, progress=True)
     return train
 

@@ -2,7 +2,7 @@
 import pytest
 
 from ssl_lab import zoo
-from ssl_lab.ssl.byol import DEFAULTS
+from ssl_lab.ssl.train import DEFAULTS
 
 RECIPES = ("lead/stage1-byol", "lead/stage1-moco", "lead/supervised")
 

@@ -14,7 +14,8 @@ from torch import nn
 from ssl_lab.nets.backbones import LEVELS, Backbone, hypercolumn
 from ssl_lab.ssl.augment import (TwoViewAugment, color_jitter, gaussian_blur, random_grey,
                                  random_resized_crop)
-from ssl_lab.ssl.byol import BYOL, byol_loss, ema_update, momentum, train_ssl
+from ssl_lab.ssl.byol import BYOL, byol_loss, ema_update, momentum
+from ssl_lab.ssl.train import train_ssl
 from ssl_lab.ssl.moco import MoCo, info_nce
 
 

@@ -66,7 +66,8 @@ from ..progress import bar as progress_bar
 
 from ..gan.hsr import IMAGENET_MEAN, IMAGENET_STD
 from .augment import _rand, color_jitter, gaussian_blur, random_grey, random_resized_crop, to_float
-from .byol import ema_update, momentum, resolve_config
+from .byol import ema_update, momentum
+from .train import resolve_config
 
 VIT_NAME = "vit_tiny_patch16_224"       # timm name whose shape the stand-in keeps (width/heads)
 
