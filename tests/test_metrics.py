@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+import torch.nn.functional as F
 
 from ssl_lab.metrics import als, fid, landmarks, outliers, ppl, prdc
 
@@ -342,10 +343,11 @@ def test_matching_benchmark_is_exact_with_positional_features_and_scores_a_shift
     pairs = torch.tensor([[0, 1], [2, 3]])
     exact = matching_benchmark(lambda x: onehot.expand(len(x), -1, -1, -1), images, kp, pairs, upsample=False)
     assert exact["iod"] == 0.0 and exact["pck"][0.05] == 1.0
-    # query features shifted one pixel right: every prediction lands 1 px off; IOD = 8 px
-    calls = iter([onehot, torch.roll(onehot, 1, dims=2)] * 2)
-    res = matching_benchmark(lambda x: next(calls).expand(len(x), -1, -1, -1), images, kp, pairs, batch=1,
-                             upsample=False)
+    # query features shifted one pixel right: every prediction lands 1 px off; IOD = 8 px.
+    # The query images (1, 3) are marked by their pixel value; the features roll by it.
+    images[[1, 3]] = 1.0
+    shifted = lambda x: torch.stack([torch.roll(onehot, int(v), dims=2) for v in x[:, 0, 0, 0]])
+    res = matching_benchmark(shifted, images, kp, pairs, batch=1, upsample=False)
     assert abs(res["iod"] - 100 * 1 / 8) < 1e-9                       # 12.5 % of IOD
     assert res["pck"][0.10] == 0.0 and res["pck"][0.05] == 0.0
 
@@ -454,6 +456,34 @@ def test_matching_benchmark_runs_the_features_in_float64_by_default():
         return net.to(x.dtype)(x)
     r64 = matching_benchmark(feats, images, kp, pairs, eyes=(0, 1))
     r32 = matching_benchmark(feats, images, kp, pairs, eyes=(0, 1), dtype=torch.float32)
-    assert seen[:2] == [torch.float64] * 2 and seen[-1] == torch.float32
+    assert seen == [torch.float64, torch.float32]           # each image's map is made once
     assert r64["pred"].dtype == torch.float64 and torch.equal(r64["pred"][:2], kp[:2].double())
     assert torch.allclose(r64["pred"].float(), r32["pred"])
+
+
+@pytest.mark.parametrize("h, w, H, W", [(4, 4, 16, 16), (12, 12, 48, 48), (5, 7, 23, 30), (16, 16, 64, 64)])
+def test_upsampled_similarity_equals_matching_against_the_resized_map(h, w, H, W):
+    """The closed form equals building the bilinearly resized query map (the slow form),
+    including the clamped borders and non-integer strides; so does its argmax."""
+    from ssl_lab.metrics.landmarks import cosine_similarity_maps, upsampled_similarity_maps
+    g = torch.Generator().manual_seed(h * w)
+    feat = torch.randn(2, 6, h, w, generator=g, dtype=torch.float64)
+    desc = torch.randn(2, 3, 6, generator=g, dtype=torch.float64)
+    slow = cosine_similarity_maps(desc, F.interpolate(feat, size=(H, W), mode="bilinear", align_corners=False))
+    fast = upsampled_similarity_maps(desc, feat, (H, W))
+    assert fast.shape == (2, 3, H, W)
+    assert torch.allclose(fast, slow, atol=1e-12, rtol=0)
+    best = slow.flatten(2).gather(-1, fast.flatten(2).argmax(-1, keepdim=True))[..., 0]
+    assert torch.allclose(best, slow.flatten(2).amax(-1), atol=1e-12, rtol=0)    # the same maximum
+
+
+def test_upsampled_similarity_by_hand():
+    """A 1 x 2 map of orthogonal unit features resized to 1 x 4: pixel centres sit at
+    source x = -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1), so the resized
+    features are e0, 0.75 e0 + 0.25 e1, 0.25 e0 + 0.75 e1, e1 and their cosine with e0 is
+    1, 0.75 / sqrt(0.625), 0.25 / sqrt(0.625), 0."""
+    from ssl_lab.metrics.landmarks import upsampled_similarity_maps
+    feat = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64).view(1, 2, 1, 2)
+    sim = upsampled_similarity_maps(torch.tensor([[[2.0, 0.0]]], dtype=torch.float64), feat, (1, 4))
+    n = 0.625 ** 0.5
+    assert torch.allclose(sim.flatten(), torch.tensor([1.0, 0.75 / n, 0.25 / n, 0.0], dtype=torch.float64))

@@ -150,19 +150,72 @@ def cosine_similarity_maps(descriptors: torch.Tensor, feat_query: torch.Tensor) 
     return torch.einsum("bkc,bchw->bkhw", d, q)
 
 
+def _bilinear_taps(n_in: int, n_out: int, like: torch.Tensor):
+    """Lower source index and weight of each output position of a bilinear resize from
+    ``n_in`` to ``n_out`` samples with ``align_corners=False`` (PyTorch's rule: source
+    ``(i + 0.5) n_in / n_out - 0.5``, clamped to [0, n_in - 1]; the upper tap is ``lower + 1``
+    on a map padded by one replicated cell)."""
+    src = ((torch.arange(n_out, dtype=like.dtype, device=like.device) + 0.5) * (n_in / n_out) - 0.5)
+    src = src.clamp(0, n_in - 1)     # past the last cell the value is that cell's, exactly (ties stay
+    lo = src.floor().long().clamp_max(n_in - 1)                 # bit-equal, so argmax takes the first)
+    return lo, src - lo
+
+
+def upsampled_similarity_maps(descriptors: torch.Tensor, feat_query: torch.Tensor, size) -> torch.Tensor:
+    """``cosine_similarity_maps(descriptors, F.interpolate(feat_query, size, mode="bilinear",
+    align_corners=False))`` without building the ``(B, C, H, W)`` upsampled map.
+
+    A bilinearly resized feature is ``f = sum_ij a_i b_j F[i, j]`` over four neighbouring
+    cells, so its dot product with a descriptor is the resized map of dot products, and its
+    squared norm is ``sum a_i a_i' b_j b_j' <F[i, j], F[i', j']>``: a mix of five maps of
+    inner products between neighbouring cells. Everything is then ``(B, K, H, W)`` or
+    smaller, which makes matching at image resolution cost about what it costs at feature
+    resolution. Returns ``(B, K, H, W)``."""
+    H, W = _image_hw(size)
+    B, C, h, w = feat_query.shape
+    f = F.pad(feat_query, (0, 1, 0, 1), mode="replicate")                   # (B, C, h+1, w+1)
+    dots = torch.einsum("bkc,bchw->bkhw", descriptors, f)
+    g00 = (f * f).sum(1)                                                     # |F[i, j]|^2
+    gx = (f[..., :, :-1] * f[..., :, 1:]).sum(1)                             # <F[i, j], F[i, j+1]>
+    gy = (f[..., :-1, :] * f[..., 1:, :]).sum(1)                             # <F[i, j], F[i+1, j]>
+    gd = (f[..., :-1, :-1] * f[..., 1:, 1:]).sum(1)                          # <F[i, j], F[i+1, j+1]>
+    ga = (f[..., :-1, 1:] * f[..., 1:, :-1]).sum(1)                          # <F[i, j+1], F[i+1, j]>
+    y0, ay = _bilinear_taps(h, H, f)
+    x0, bx = _bilinear_taps(w, W, f)
+    Y, X = y0[:, None], x0[None, :]
+    a1, b1 = ay[:, None], bx[None, :]
+    a0, b0 = 1 - a1, 1 - b1
+    at = lambda m, dy, dx: m[..., Y + dy, X + dx]
+    num = (a0 * b0 * at(dots, 0, 0) + a0 * b1 * at(dots, 0, 1)
+           + a1 * b0 * at(dots, 1, 0) + a1 * b1 * at(dots, 1, 1))
+    norm2 = ((a0 * b0) ** 2 * at(g00, 0, 0) + (a0 * b1) ** 2 * at(g00, 0, 1)
+             + (a1 * b0) ** 2 * at(g00, 1, 0) + (a1 * b1) ** 2 * at(g00, 1, 1)
+             + 2 * b0 * b1 * (a0 ** 2 * at(gx, 0, 0) + a1 ** 2 * at(gx, 1, 0))
+             + 2 * a0 * a1 * (b0 ** 2 * at(gy, 0, 0) + b1 ** 2 * at(gy, 0, 1))
+             + 2 * a0 * a1 * b0 * b1 * (at(gd, 0, 0) + at(ga, 0, 0)))
+    eps = 1e-12
+    q_norm = norm2.clamp_min(0).sqrt().clamp_min(eps)[:, None]
+    d_norm = descriptors.norm(dim=-1).clamp_min(eps)[..., None, None]
+    return num / (d_norm * q_norm)
+
+
 def match_landmarks(feat_ref: torch.Tensor, feat_query: torch.Tensor, kp_ref: torch.Tensor,
-                    image_size) -> torch.Tensor:
+                    image_size, upsample: bool = False) -> torch.Tensor:
     """Predict the query-image position of each reference landmark (thesis Sec. 3.4.2).
 
     The descriptor of a landmark is the reference feature map bilinearly sampled at it; the
     prediction is the query cell of highest cosine similarity, returned as the centre of
     that cell in query-image pixels, ``(B, K, 2)`` ``(x, y)``.  Both images are
     ``image_size`` pixels; the two feature maps may have any (different) strides.
-    Score it with :func:`iod_error` against the query's ground truth.
+    Score it with :func:`iod_error` against the query's ground truth. ``upsample``: match
+    against the query map bilinearly resized to the image (:func:`upsampled_similarity_maps`),
+    so the prediction is a pixel, not a feature cell.
     """
     kp_ref = torch.as_tensor(kp_ref)
     kp_ref = kp_ref[None] if kp_ref.dim() == 2 else kp_ref
-    sim = cosine_similarity_maps(sample_descriptors(feat_ref, kp_ref, image_size), feat_query)
+    desc = sample_descriptors(feat_ref, kp_ref, image_size)
+    sim = (upsampled_similarity_maps(desc, feat_query, image_size) if upsample
+           else cosine_similarity_maps(desc, feat_query))
     B, K, h, w = sim.shape
     idx = sim.flatten(2).argmax(-1)                                             # (B, K)
     row, col = idx // w, idx % w
@@ -203,7 +256,8 @@ def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, 
     indices. Each reference landmark is matched into its query image; the error is in % of
     the query's inter-ocular distance, over points visible in both images. With ``upsample``
     the query map is bilinearly resized to the image first, so the argmax is not quantised
-    to the feature stride (a stride-4 cell is ~40% of the inter-ocular distance at 48 px).
+    to the feature stride (a stride-4 cell is ~40% of the inter-ocular distance at 48 px);
+    that resize is computed in closed form (:func:`upsampled_similarity_maps`), never built.
 
     ``dtype``: the images are passed to ``features`` in it, and the matching runs in it. The
     default, float64 (so the network must be too: ``net.double()``), makes the result the
@@ -214,13 +268,15 @@ def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, 
     """
     to_float = lambda x: x.to(dtype).div(255) if x.dtype == torch.uint8 else x.to(dtype)
     size = tuple(images.shape[-2:])
+    used, slot = pairs.flatten().unique(return_inverse=True)     # each image's map is made once
+    slot = slot.view(pairs.shape)
+    maps = torch.cat([features(to_float(images[used[s:s + batch]])).to(dtype).cpu()
+                      for s in range(0, len(used), batch)])
     preds = []
     for s in range(0, len(pairs), batch):
-        a, b = pairs[s:s + batch, 0], pairs[s:s + batch, 1]
-        fa, fb = features(to_float(images[a])).to(dtype), features(to_float(images[b])).to(dtype)
-        if upsample:
-            fb = F.interpolate(fb, size=size, mode="bilinear", align_corners=False)
-        preds.append(match_landmarks(fa.cpu(), fb.cpu(), landmarks[a].to(dtype), size))
+        a, b = slot[s:s + batch, 0], slot[s:s + batch, 1]
+        preds.append(match_landmarks(maps[a], maps[b], landmarks[pairs[s:s + batch, 0]].to(dtype), size,
+                                     upsample=upsample))
     pred = torch.cat(preds)
     gt = landmarks[pairs[:, 1]].to(dtype)
     vis = None if visible is None else visible[pairs[:, 0]] & visible[pairs[:, 1]]
