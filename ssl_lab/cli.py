@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_lab {train,zoo,run,results,splits} ...``."""
+"""Command line: ``python -m ssl_lab {train,zoo,bench,run,results,splits} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,13 @@ def _cmd_train(a):
         return
     path = zoo.train(a.recipe, a.scale, device=a.device, seed=a.seed, **overrides)
     print(f"trained {a.recipe} at scale {a.scale}: {path}")
+
+
+def _cmd_bench(a):
+    from .benchmark import bench
+    for name in a.recipe:
+        r = bench(name, a.scale, steps=a.steps, seed=a.seed, device=a.device, **_parse_sets(a.set))
+        print("  ".join(f"{k}={v}" for k, v in r.items()), flush=True)
 
 
 def _cmd_zoo(a):
@@ -107,6 +114,11 @@ def main(argv=None):
     t.add_argument("--ship", action="store_true",
                    help="then write it, compact and with its manifest, to the shipped zoo (results/zoo)")
     t.set_defaults(fn=_cmd_train)
+    b = sub.add_parser("bench", parents=[common], help="images/s and FLOP utilisation of recipes")
+    b.add_argument("recipe", nargs="+")
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    b.set_defaults(fn=_cmd_bench)
     z = sub.add_parser("zoo", parents=[common], help="list the shipped zoo: ok, stale, corrupt, missing")
     z.add_argument("--make", action="store_true",
                    help="train (or take from the cache) and ship what the book needs at --scale")

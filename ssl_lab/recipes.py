@@ -53,7 +53,8 @@ def _build_backbone(art, device):
 
 
 # SSL budgets. smoke proves the code path in seconds, on timm's 0.4M-parameter test_resnet (a
-# ResNet with 32-192 channels), so that the shipped smoke zoo stays a few MB. small is bounded by the 30-min CPU
+# ResNet with 32-192 channels), so that the shipped smoke zoo stays a few MB, in fp32. small
+# and full train with bf16 autocast and channels_last (`python -m ssl_lab bench` measures it). small is bounded by the 30-min CPU
 # budget of a chapter: ResNet-18, 48-px crops, 400 steps of 64 (1.3 passes over 20k images);
 # that is far less training than the thesis, and the chapters say so. full is the thesis:
 # ResNet-50, batch 256, 200 epochs of CelebA (162,770 images: about 127,000 steps), SGD
@@ -62,10 +63,11 @@ _SSL = {
     "smoke": dict(n=256, render=48, backbone="test_resnet", size=40, batch_size=16, steps=6,
                   optimizer="adam", lr=1e-3, proj_hidden=256, proj_dim=64, queue=256),
     "small": dict(n=20000, render=64, backbone="resnet18", size=48, batch_size=64, steps=400,
-                  optimizer="sgd", lr=0.05, proj_hidden=1024, proj_dim=128, queue=4096),
+                  optimizer="sgd", lr=0.05, proj_hidden=1024, proj_dim=128, queue=4096,
+                  amp=True, channels_last=True),
     "full": dict(n=None, render=None, backbone="resnet50", size=96, batch_size=256,
                  steps=127_000, optimizer="sgd", lr=0.03, proj_hidden=None, proj_dim=None,
-                 queue=4096),
+                 queue=4096, amp=True, channels_last=True),
 }
 
 

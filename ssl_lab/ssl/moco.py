@@ -70,13 +70,13 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def keys(self, v: torch.Tensor) -> torch.Tensor:
         if self.key_splits <= 1:
-            return F.normalize(self.encoder_k(v), dim=1)
+            return F.normalize(self.encoder_k(v).float(), dim=1)      # float32 under autocast
         perm = torch.randperm(len(v), device=v.device)
-        k = torch.cat([self.encoder_k(c) for c in v[perm].chunk(self.key_splits)])
+        k = torch.cat([self.encoder_k(c).float() for c in v[perm].chunk(self.key_splits)])
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
     def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-        q = F.normalize(self.encoder_q(v1), dim=1)
+        q = F.normalize(self.encoder_q(v1).float(), dim=1)
         k = self.keys(v2)
         loss = info_nce(q, k, self.queue.clone(), self.T)
         self.enqueue(k)

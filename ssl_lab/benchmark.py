@@ -1,0 +1,60 @@
+"""Training speed of the zoo's recipes: images/s and model FLOP utilisation (MFU).
+
+``python -m ssl_lab bench lead/stage1-byol --scale small --steps 20 [--set amp=False]`` trains
+the recipe briefly (its config with ``steps`` replaced; nothing is cached) and prints:
+
+* images/s: the recipe's own ``images_per_s`` (its loop only: data already rendered);
+* FLOPs per step: one step counted by ``torch.utils.flop_counter.FlopCounterMode``
+  (matmuls and convolutions, forward and backward; the augmentation's resampling is not
+  counted);
+* MFU: FLOPs per step x steps / wall time, over the matmul rate measured here in the
+  precision the recipe computes in (bf16 with ``amp``, else fp32): :func:`matmul_rate`.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def matmul_rate(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    """Measured FLOP/s of an ``n x n`` matmul in ``dtype`` on the CPU (after a warm-up)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t)
+
+
+def _train(name: str, scale: str, steps: int, seed: int, device, **overrides) -> dict:
+    from . import zoo
+    cfg = zoo.config(name, scale, **{**overrides, "steps": steps})
+    torch.manual_seed(seed)
+    t = time.perf_counter()
+    art = zoo.recipe(name).train(cfg, device, seed)
+    return dict(art=art, wall=time.perf_counter() - t, cfg=cfg)
+
+
+def bench(name: str, scale: str = "small", steps: int = 20, seed: int = 0, device="cpu", **overrides) -> dict:
+    """Images/s, FLOPs per step and MFU of recipe ``name`` (see the module docstring)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from . import zoo
+    if "steps" not in zoo.config(name, scale):
+        raise ValueError(f"recipe {name!r} has no 'steps' to shorten; it cannot be benchmarked this way")
+    _train(name, scale, 1, seed, device, **overrides)                     # renders/caches the data
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _train(name, scale, 1, seed, device, **overrides)
+    flops = counter.get_total_flops()
+    run = _train(name, scale, steps, seed, device, **overrides)
+    ips = run["art"].get("images_per_s")
+    loop_s = run["art"].get("wall_s")
+    bf16 = bool(run["cfg"].get("amp"))
+    peak = matmul_rate(torch.bfloat16 if bf16 else torch.float32)
+    achieved = flops * steps / loop_s if loop_s else float("nan")
+    return dict(recipe=name, scale=scale, steps=steps, precision="bf16 autocast" if bf16 else "fp32",
+                channels_last=bool(run["cfg"].get("channels_last")), images_per_s=round(ips, 1),
+                gflop_per_step=round(flops / 1e9, 2), achieved_gflops=round(achieved / 1e9, 1),
+                matmul_gflops=round(peak / 1e9, 1), mfu=round(achieved / peak, 3),
+                threads=torch.get_num_threads())
