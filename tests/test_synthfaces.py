@@ -215,3 +215,42 @@ def test_framing_follows_the_thesis_crops(home):
     celeba, mafl = iod("celeba"), iod("mafl/test")
     assert 0.19 < celeba < 0.25, celeba
     assert 0.26 < mafl < 0.33, mafl
+
+
+def test_aligned_roles_put_the_eyes_on_the_template_and_keep_parts_under_landmarks():
+    """CelebA's alignment: the eye centres land on the template (to rounding), the eye line
+    is level, and every landmark still sits on its own part, as without alignment."""
+    from ssl_lab.data.synthfaces import landmark_part_agreement, render_faces
+    for name in ("celeba", "mafl/test"):
+        spec = splits.SPECS[name]
+        x, y = spec.cfg.align_eyes
+        size = 64
+        idx = np.arange(40)
+        out = render_faces(idx, spec.id_offset + idx // spec.per_identity, seed=spec.seed, size=size, cfg=spec.cfg)
+        to_px = lambda u: (u + 1) * size / 2 - 0.5                       # [-1, 1] -> pixel centres
+        target = torch.tensor([[to_px(-x), to_px(y)], [to_px(x), to_px(y)]])
+        err = (out["kp5"][:, :2] - target).norm(dim=-1)
+        assert err.max() < 1e-3, err.max()                               # well within a pixel
+        agree = landmark_part_agreement(out)
+        plain = render_faces(idx, spec.id_offset + idx // spec.per_identity, seed=spec.seed, size=size,
+                             cfg=splits.UNALIGNED_CROP)
+        base = landmark_part_agreement(plain)
+        for part, share in agree.items():
+            assert share >= min(0.95, base[part] - 0.03), (name, part, share, base[part])
+
+
+def test_alignment_makes_copying_positions_cheap_on_mafl_pairs():
+    """With eye-aligned faces, predicting the query's eyes at the reference's eye positions
+    costs nothing; unaligned, it costs a sizeable share of the inter-ocular distance."""
+    from ssl_lab.data.synthfaces import render_faces
+    from ssl_lab.metrics.landmarks import copy_baseline
+    spec = splits.SPECS["mafl/test"]
+    idx = np.arange(64)
+    pairs = torch.stack([torch.arange(0, 64, 2), torch.arange(1, 64, 2)], 1)
+    errs = {}
+    for label, cfg in (("aligned", spec.cfg), ("unaligned", splits.UNALIGNED_CROP)):
+        out = render_faces(idx, spec.id_offset + idx, seed=spec.seed, size=48, cfg=cfg)
+        eyes_only = copy_baseline(out["kp5"][:, :2], pairs, eyes=(0, 1))["iod"]
+        errs[label] = (eyes_only, copy_baseline(out["kp5"], pairs, visible=out["vis5"])["iod"])
+    assert errs["aligned"][0] < 0.01 and errs["unaligned"][0] > 5, errs
+    assert errs["aligned"][1] < errs["unaligned"][1], errs

@@ -23,12 +23,18 @@ from .. import scales as _scales
 from ..paths import atomic_save, home
 from .synthfaces import BINARY_ATTRIBUTES, CONTINUOUS_ATTRIBUTES, RENDERER_VERSION, SynthConfig, render_faces
 
-# Framing follows the thesis's protocol (after DVE): CelebA is resized to 136 px and stage 1
-# trains on random 96-px crops of it; evaluation uses the 96-px *centre* crop. In those crops
-# the inter-ocular distance is about 0.22 (136 px) and 0.31 (96-px crop) of the image width;
-# face_scale 0.77 and 1.0 give 0.22 and 0.29 here (measured: tests/test_synthfaces.py).
-ALIGNED = SynthConfig(yaw=30, pitch=15, roll=10, occluder_p=0.05, face_scale=0.77)
-CENTRE_CROP = SynthConfig(**{**asdict(ALIGNED), "face_scale": 1.0})
+# Framing follows the thesis's protocol (after DVE): CelebA and MAFL are CelebA's *aligned*
+# images (a similarity transform puts the eye centres at fixed positions: about (69, 111) and
+# (108, 111) of 178 x 218), resized to 136 px; stage 1 trains on random 96-px crops of them and
+# evaluation uses the 96-px *centre* crop. So the eye line is level, the inter-ocular distance
+# is 0.22 of the width at 136 px and 0.22 x 136 / 96 = 0.31 in the centre crop, and the eyes sit
+# just below the middle (y = 111 / 218 of the height: +0.02 in [-1, 1], +0.03 after the crop).
+# The renderer aligns exactly (SynthConfig.align_eyes); pose still varies (yaw, pitch, and the
+# roll that alignment leaves: none).
+ALIGNED = SynthConfig(yaw=30, pitch=15, roll=10, occluder_p=0.05, face_scale=0.77, align_eyes=(0.22, 0.02))
+CENTRE_CROP = SynthConfig(**{**asdict(ALIGNED), "face_scale": 1.0, "align_eyes": (0.22 * 136 / 96, 0.02 * 136 / 96)})
+#: the MAFL-role framing before this alignment (the centre-crop scale, faces posed, not aligned)
+UNALIGNED_CROP = SynthConfig(**{**asdict(CENTRE_CROP), "align_eyes": None})
 WIDE = SynthConfig(yaw=60, pitch=25, roll=30, occluder_p=0.15, zoom=(1.0, 1.1))
 
 
@@ -53,9 +59,9 @@ SPECS = {
     "300w/train": SplitSpec(SynthConfig(yaw=45, pitch=20, roll=20, occluder_p=0.1), 68, 51, 7_000_000, 10),
     "300w/test": SplitSpec(SynthConfig(yaw=45, pitch=20, roll=20, occluder_p=0.1), 68, 52, 8_000_000, 10),
     # unaligned MAFL: zoomed out (recorded per image) and shifted; test zooms out further
-    "mafl_unaligned/train": SplitSpec(SynthConfig(**{**asdict(CENTRE_CROP), "zoom": (1.0, 1.5), "shift": 0.15}),
+    "mafl_unaligned/train": SplitSpec(SynthConfig(**{**asdict(UNALIGNED_CROP), "zoom": (1.0, 1.5), "shift": 0.15}),
                                       5, 61, 1_000_000, 10),
-    "mafl_unaligned/test": SplitSpec(SynthConfig(**{**asdict(CENTRE_CROP), "zoom": (1.0, 2.0), "shift": 0.15}),
+    "mafl_unaligned/test": SplitSpec(SynthConfig(**{**asdict(UNALIGNED_CROP), "zoom": (1.0, 2.0), "shift": 0.15}),
                                      5, 62, 2_000_000, 10),
     # GAN training set (FFHQ role): near-frontal, clean, with attributes
     "ffhq": SplitSpec(SynthConfig(yaw=25, pitch=12, roll=5, blur=(0.0, 0.3), noise=(0.0, 0.01)),
@@ -207,5 +213,6 @@ def describe(scale: str) -> list[dict]:
                          else math.ceil(sc.sizes[name] / spec.per_identity),
                          yaw=f"±{c.yaw:g}", pitch=f"±{c.pitch:g}", roll=f"±{c.roll:g}",
                          zoom=f"{c.zoom[0]:g}-{c.zoom[1]:g}", face_scale=c.face_scale,
+                         eyes_aligned="yes" if c.align_eyes else "no",
                          occluders=c.occluder_p))
     return rows

@@ -66,6 +66,10 @@ class SynthConfig:
     noise: tuple[float, float] = (0.0, 0.02)
     clutter: float = 0.3        # background clutter amplitude
     face_scale: float = 0.62    # head half-height / image half-size, before zoom
+    # CelebA's alignment: (x, y) in [-1, 1] image coordinates (y down). When set, a similarity
+    # transform of the image plane puts the two eye centres at (-x, y) and (x, y), so the
+    # eye line is level and the inter-ocular distance is x of the image width; None: not aligned
+    align_eyes: tuple[float, float] | None = None
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -246,6 +250,27 @@ def _rgb(x):
     return x[:, :, None, None]
 
 
+def align_by_eyes(R, s, shift, eyes, target):
+    """The camera ``(R, s, shift)`` composed with the image-plane similarity that maps the
+    projected eye centres ``eyes`` ``(B, 2, 2)`` (image-left first) to ``(-x, y)`` and
+    ``(x, y)``, ``target = (x, y)``. A 2D similarity ``u -> sigma Q u + t`` (Q an in-plane
+    rotation) of ``project(p) = (R p)[:2] s + shift`` is the camera ``R' = Q3 R``,
+    ``s' = sigma s``, ``shift' = sigma Q shift + t`` (Q3: Q about the camera's z axis, which
+    leaves depth and so visibility unchanged), so the renderer draws the aligned face
+    directly, without resampling the image: landmarks and parts stay exact."""
+    x, y = float(target[0]), float(target[1])
+    v = eyes[:, 1] - eyes[:, 0]
+    sigma = 2 * x / v.norm(dim=-1)
+    ang = -torch.atan2(v[:, 1], v[:, 0])
+    c, n = ang.cos(), ang.sin()
+    Q = torch.stack([torch.stack([c, -n], -1), torch.stack([n, c], -1)], -2)        # (B, 2, 2)
+    mid = eyes.mean(1)
+    t = torch.tensor([0.0, y], device=eyes.device) - sigma[:, None] * torch.einsum("bij,bj->bi", Q, mid)
+    Q3 = torch.eye(3, device=R.device).repeat(len(R), 1, 1)
+    Q3[:, :2, :2] = Q
+    return Q3 @ R, sigma * s, sigma[:, None] * torch.einsum("bij,bj->bi", Q, shift) + t
+
+
 def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig = SynthConfig(),
            colours: dict | None = None) -> dict[str, torch.Tensor]:
     """Render a batch from identity params ``idp`` and image params ``imp`` (same length).
@@ -283,6 +308,10 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     brow_y = ip["eye_y"] - ip["eye_w"] * ip["eye_h"] - ip["brow_gap"]
     eyes = [Decal(sg * ip["eye_sep"], ip["eye_y"], ip["eye_w"], ip["eye_h"], ip["eye_h"], zero)
             for sg in (-1.0, 1.0)]                                     # image-left eye first
+    eye_c = _surface(torch.stack([eyes[0].cx, eyes[1].cx], 1), torch.stack([eyes[0].cy, eyes[1].cy], 1), abc)
+    if cfg.align_eyes is not None:        # align by the eyes: the camera absorbs the similarity
+        R, s, shift = align_by_eyes(R, s, shift, project(eye_c), cfg.align_eyes)
+        px = s * S / 2
     mw = ip["mouth_w"] * (1 + 0.2 * smile)
     my, bend = ip["mouth_y"] - 0.03 * smile, 0.3 * smile - 0.05
     mouth = Decal(zero, my, mw, ip["lip"] * (1 - 0.3 * smile), ip["lip"] + 0.25 * smile + 0.6 * mopen, bend)
@@ -328,7 +357,6 @@ def render(idp: dict, imp: dict, size: int = 64, device="cpu", cfg: SynthConfig 
     nb = n_up(_surface(nbx, nby, abc), 0.45 * ip["nose_p"])
     pts = torch.cat([surf[:, :27], bridge, nb, surf[:, 27:]], 1)       # B,68,3
     kp68 = project(pts)
-    eye_c = _surface(torch.stack([eyes[0].cx, eyes[1].cx], 1), torch.stack([eyes[0].cy, eyes[1].cy], 1), abc)
     kp5 = torch.cat([project(eye_c), kp68[:, [30, 48, 54]]], 1)
     f68 = facing(torch.cat([pts[:, :27], bridge_base, _surface(nbx, nby, abc), pts[:, 36:]], 1))
     vis68 = f68 > VISIBLE_FACING
