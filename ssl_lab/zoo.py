@@ -31,6 +31,7 @@ run ``python -m ssl_lab train RECIPE --scale full`` or pass ``checkpoint=``.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -193,9 +194,9 @@ def _check_sha(path: Path, manifest: dict):
 
 
 #: artefact keys that only training needs, dropped from shipped files: a warm-up's full
-#: training state (optimisers, D, RNG; branching asks the cache for it) and DINO's student
-#: (the teacher is the network DINO evaluates)
-TRAINING_ONLY = ("state", "student_state_dict")
+#: training state (optimisers, D, RNG; branching asks the cache for it), DINO's student (the
+#: teacher is the network DINO evaluates) and the learning-curve snapshots of the SSL loop
+TRAINING_ONLY = ("state", "student_state_dict", "snapshots")
 
 
 def _halve(obj):
@@ -317,14 +318,29 @@ def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Pa
     r = recipe(name)
     cfg = config(name, scale, **overrides)
     torch.manual_seed(seed)
+    ckpt = cache_path(name, scale, seed, **overrides).with_suffix(".ckpt")
+    token = _CHECKPOINT.set(ckpt)
     t0 = time.time()
-    art = r.train(cfg, device, seed)
+    try:
+        art = r.train(cfg, device, seed)
+    finally:
+        _CHECKPOINT.reset(token)
     wall = time.time() - t0
     path = atomic_save(art, cache_path(name, scale, seed, **overrides))
+    ckpt.unlink(missing_ok=True)
     meta = dict(recipe=name, scale=scale, seed=seed, config=cfg, wall_time_s=round(wall, 1),
                 device=device_name(device), torch=torch.__version__, commit=git_commit())
     atomic_write_text(json.dumps(meta, indent=1, default=str) + "\n", path.with_suffix(".json"))
     return path
+
+
+_CHECKPOINT: contextvars.ContextVar = contextvars.ContextVar("ssl_lab_zoo_checkpoint", default=None)
+
+
+def training_checkpoint() -> Path | None:
+    """While :func:`train` runs a recipe: the file its loop may checkpoint to and resume from
+    (beside the cache entry, ``.ckpt``; removed once the artefact is saved). Else None."""
+    return _CHECKPOINT.get()
 
 
 def info(name: str, scale: str = "smoke", seed: int = 0, cached: bool = False, **overrides) -> dict | None:

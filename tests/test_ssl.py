@@ -291,3 +291,24 @@ def test_train_ssl_smoke(method):
     assert out["images_per_s"] > 0 and out["method"] == method
     with pytest.raises(KeyError, match="unknown"):
         train_ssl(method, images, dict(stepz=2), progress=False)
+
+
+@pytest.mark.parametrize("method", ["byol", "moco"])
+def test_train_ssl_resumes_from_its_checkpoint_to_the_same_weights(method, tmp_path, one_thread):
+    """A run stopped after 3 of 5 steps (checkpoint every 2, and at the stop) and resumed ends
+    with exactly the weights, history and snapshots of an uninterrupted run."""
+    images = (torch.rand(10, 3, 36, 36, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    cfg = dict(backbone="test_resnet", size=32, batch_size=4, steps=5, proj_hidden=16, proj_dim=8,
+               pred_hidden=16, queue=8, optimizer="sgd", lr=0.05)
+    whole = train_ssl(method, images, cfg, seed=3, progress=False, snapshots=2)
+    ckpt = tmp_path / "run.ckpt"
+    assert train_ssl(method, images, cfg, seed=3, progress=False, snapshots=2, checkpoint=ckpt,
+                     checkpoint_every=2, max_steps=3) is None and ckpt.exists()
+    torch.manual_seed(123)                                   # the caller's RNG is not the run's
+    resumed = train_ssl(method, images, cfg, seed=3, progress=False, snapshots=2, checkpoint=ckpt,
+                        checkpoint_every=2)
+    assert resumed["history"] == whole["history"] and len(whole["history"]) == 5
+    for k, v in whole["state_dict"].items():
+        assert torch.equal(v, resumed["state_dict"][k]), k
+    assert sorted(whole["snapshots"]) == [2, 5] == sorted(resumed["snapshots"])
+    assert all(torch.equal(whole["snapshots"][2][k], resumed["snapshots"][2][k]) for k in whole["snapshots"][2])

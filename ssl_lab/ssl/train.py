@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..paths import atomic_save
 from ..progress import bar as progress_bar
 from .augment import TwoViewAugment
 from .byol import BYOL
@@ -72,7 +74,8 @@ def build(method: str, cfg: dict) -> nn.Module:
 
 
 def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device="cpu",
-              seed: int = 0, progress: bool = True) -> dict:
+              seed: int = 0, progress: bool = True, checkpoint=None, checkpoint_every: int = 100,
+              snapshots: int = 0, max_steps: int | None = None) -> dict | None:
     """Train ``method`` ("byol" or "moco") on ``images`` ((N, 3, H, W), uint8 or float in
     [0, 1], on any device) for ``cfg["steps"]`` steps of two augmented views per image.
 
@@ -80,7 +83,15 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
     in the thesis; ``optimizer="adam"`` for tiny runs. Returns a dict: ``state_dict`` (the
     online backbone's, on CPU, loadable with ``Backbone(cfg["backbone"]).load_state_dict``),
     ``history`` (loss per step), ``backbone``, ``method``, ``config``, ``seed``, ``wall_s``
-    and ``images_per_s`` (images, each seen as two views, per second)."""
+    and ``images_per_s`` (images, each seen as two views, per second).
+
+    ``checkpoint``: a file that holds the whole training state (model with its target or key
+    encoder, optimiser, schedule, data order, generator and RNG states, history) every
+    ``checkpoint_every`` steps; if it exists, training resumes from it and ends with the
+    same weights as an uninterrupted run. ``max_steps``: stop after that many steps of
+    this call and return None (the checkpoint holds the rest). ``snapshots``: keep the online
+    backbone at that many evenly spaced steps (``"snapshots": {step: state_dict}``), the
+    points of a learning curve."""
     cfg = resolve_config("train_ssl", cfg, DEFAULTS, images)
     device = torch.device(device)
     bs = min(cfg["batch_size"], len(images))
@@ -103,8 +114,24 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
 
-    order, pos, history = torch.randperm(len(images), generator=gen), 0, []
-    bar = progress_bar(range(steps), f"{method} {cfg['backbone']}", show=progress)
+    order, pos, history, start, kept, wall0 = torch.randperm(len(images), generator=gen), 0, [], 0, {}, 0.0
+    snap_at = {round(steps * (k + 1) / snapshots) for k in range(snapshots)} if snapshots else set()
+    if checkpoint is not None and Path(checkpoint).exists():
+        st = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"]); torch.set_rng_state(st["rng"])
+        order, pos, history, start, kept, wall0 = st["order"], st["pos"], st["history"], st["step"], st["snapshots"], st["wall_s"]
+
+    def save_state(step):
+        state = dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                     gen=gen.get_state(), rng=torch.get_rng_state(), order=order, pos=pos,
+                     history=history, step=step, snapshots=kept,
+                     wall_s=wall0 + time.perf_counter() - t0)
+        atomic_save(state, checkpoint)
+
+    end = steps if max_steps is None else min(steps, start + max_steps)
+    bar = progress_bar(range(start, end), f"{method} {cfg['backbone']}", show=progress,
+                       initial=start, total=steps)
     t0 = time.perf_counter()
     for step in bar:
         if pos + bs > len(order):
@@ -123,9 +150,17 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
         model.update_target(step + 1, steps)
         history.append(loss.item())
         bar.set_postfix(loss=f"{history[-1]:.3f}")
-    wall = time.perf_counter() - t0
+        if step + 1 in snap_at:
+            kept[step + 1] = {k: v.detach().cpu().clone() for k, v in model.backbone.state_dict().items()}
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_state(step + 1)
+    if end < steps:
+        if checkpoint is not None:
+            save_state(end)
+        return None
+    wall = wall0 + time.perf_counter() - t0
     return dict(method=method, backbone=cfg["backbone"], config=cfg, seed=seed,
                 state_dict={k: v.detach().cpu().clone()
                             for k, v in model.backbone.state_dict().items()},
-                history=history, steps=steps, wall_s=wall,
+                history=history, steps=steps, wall_s=wall, snapshots=kept,
                 images_per_s=steps * bs / wall if wall > 0 else float("nan"))
