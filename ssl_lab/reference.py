@@ -87,7 +87,8 @@ _T31 = RefTable(
     key="thesis-3.1",
     source=f"{THESIS}, Table 3.1",
     caption="Landmark matching on MAFL (500 same- and 500 different-identity pairs), "
-    "error in % of inter-ocular distance, per method and feature dimension.",
+    "per method and feature dimension; headed 'IOD %' in the thesis, but the numbers are DVE's "
+    "mean pixel error in a 70-px image (the DVE row is DVE's README's 0.93 / 2.37).",
     columns=_C,
     rows=_rows(_C, {
         "DVE / 64": [0.92, 2.38],
@@ -145,7 +146,8 @@ _T33 = RefTable(
     key="thesis-3.3",
     source=f"{THESIS}, Table 3.3",
     caption="Effect of the stage-2 projection head on MAFL landmark matching "
-    "(% IOD, same / different identity), by feature and projection dimension.",
+    "(same / different identity; headed '% IOD' in the thesis, in DVE's unit: pixels at 70 px, "
+    "as Table 3.1), by feature and projection dimension.",
     columns=_C,
     rows=_rows(_C, {
         "64 / none": [0.48, 2.79],

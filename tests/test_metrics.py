@@ -437,8 +437,13 @@ def test_pixel_patches_describe_the_neighbourhood():
     assert f.shape == (1, 27, 5, 5)
     centre = f[0, :, 2, 2]
     # the centre patch holds the red pixel at its middle (channel 0, offset 4), mean removed
-    assert abs(centre[4] - (1 - 1 / 27)) < 1e-6 and abs(centre.sum()) < 1e-6
+    # (1 - 1/27 there, -1/27 elsewhere), then scaled to unit length: norm^2 = 26/27
+    norm = (26 / 27) ** 0.5
+    assert abs(centre[4] - (1 - 1 / 27) / norm) < 1e-6 and abs(centre.sum()) < 1e-6
+    assert abs(centre.norm() - 1) < 1e-6
     assert torch.allclose(pixel_patches(x + 0.3, k=3)[..., 1:4, 1:4], f[..., 1:4, 1:4], atol=1e-6)
+    assert torch.allclose(pixel_patches(2 * x, k=3), f, atol=1e-6)        # contrast does not count
+    assert pixel_patches(x.double()).dtype == torch.float64
 
 
 def test_matching_benchmark_runs_the_features_in_float64_by_default():
@@ -487,3 +492,79 @@ def test_upsampled_similarity_by_hand():
     sim = upsampled_similarity_maps(torch.tensor([[[2.0, 0.0]]], dtype=torch.float64), feat, (1, 4))
     n = 0.625 ** 0.5
     assert torch.allclose(sim.flatten(), torch.tensor([1.0, 0.75 / n, 0.25 / n, 0.0], dtype=torch.float64))
+
+
+# -- DVE's matching protocol -------------------------------------------------------------------
+def test_dve_warp_moves_image_and_keypoints_together_by_hand():
+    """A pure translation by 3 px (tx = 6 / (W - 1) in DVE's normalised units): the output
+    samples the input 3 px to the right, so content and keypoints move 3 px left."""
+    from ssl_lab.metrics.landmarks import _tps_basis, _warp
+    H = W = 16
+    basis = _tps_basis(H, W)
+    weights = torch.zeros(1, 103, 2, dtype=torch.float64)
+    weights[0, 100] = torch.tensor([6 / (W - 1), 0.0])
+    weights[0, 101:] = torch.eye(2, dtype=torch.float64)
+    img = torch.rand(1, 3, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out, kp = _warp(img, torch.tensor([[[10.0, 5.0], [4.2, 7.9]]], dtype=torch.float64), weights, basis)
+    torch.testing.assert_close(out[..., :W - 3], img[..., 3:])
+    assert torch.equal(kp, torch.tensor([[[7.0, 5.0], [1.0, 8.0]]], dtype=torch.float64))
+
+
+def test_nearest_cell_match_by_hand():
+    """Stride 4: the keypoint (9, 6) takes the descriptor of cell (x 2, y 2) (9 / 4 = 2.25,
+    6 / 4 = 1.5 -> 2); its best dot product in the target is cell (x 0, y 1), returned as
+    (0, 4) pixels (cell index x stride, DVE's convention)."""
+    from ssl_lab.metrics.landmarks import nearest_cell_match
+    src = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    src[0, :, 2, 2] = torch.tensor([1.0, 0.0])
+    tgt = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    tgt[0, 0, 1, 0], tgt[0, 0, 2, 2] = 3.0, 2.0                         # dot products 3 and 2
+    pred = nearest_cell_match(src, tgt, torch.tensor([[[9.0, 6.0]]], dtype=torch.float64), stride=4)
+    assert torch.equal(pred, torch.tensor([[[0.0, 4.0]]], dtype=torch.float64))
+
+
+def test_dve_matching_with_positional_codes_and_no_warp():
+    """Without warps and with one-hot position codes as features, a warped copy of itself is
+    matched exactly (0 px) and a different identity costs exactly copying the positions."""
+    from ssl_lab.metrics.landmarks import copy_baseline, dve_matching
+    S = 16
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    onehot = torch.nn.functional.one_hot(yy * S + xx, S * S).permute(2, 0, 1).double()
+    g = torch.Generator().manual_seed(1)
+    kp = (torch.rand(6, 5, 2, generator=g) * (S - 5)).round().double()   # whole pixels in the image
+    kp[:, 1, 0] = kp[:, 0, 0] + 4                                         # eyes apart
+    still = dict(warpsd_all=0.0, warpsd_subset=0.0, transsd=0.0, scalesd=0.0, rotsd=0.0)
+    r = dve_matching(lambda x: onehot.expand(len(x), -1, -1, -1), torch.rand(6, 3, S, S), kp, warp=still)
+    assert r["pairs"] == 3 and r["same_px70"] == 0.0 and r["same_iod"] == 0.0
+    copy = copy_baseline(kp, torch.tensor([[0, 1], [2, 3], [4, 5]]))["iod"]
+    assert abs(r["different_iod"] - copy) < 1e-9
+
+
+def test_dve_copy_baseline_is_zero_without_warps_on_the_same_image():
+    from ssl_lab.metrics.landmarks import copy_baseline, dve_copy_baseline
+    kp = torch.tensor([[[3.0, 4.0], [9.0, 4.0], [6.0, 8.0]], [[2.0, 5.0], [10.0, 6.0], [6.0, 9.0]]])
+    still = dict(warpsd_all=0.0, warpsd_subset=0.0, transsd=0.0, scalesd=0.0, rotsd=0.0)
+    r = dve_copy_baseline(kp, 16, eyes=(0, 1), warp=still)
+    assert r["same_px70"] == 0.0 and abs(r["different_iod"] - copy_baseline(kp, torch.tensor([[0, 1]]), eyes=(0, 1))["iod"]) < 1e-9
+    warped = dve_copy_baseline(kp, 16, eyes=(0, 1))                       # DVE's warps move points
+    assert warped["same_px70"] > 0
+
+
+def test_matching_row_reports_both_units_and_the_new_pose_pairs():
+    from ssl_lab.metrics.landmarks import matching_row
+    S = 16
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(6, 3, S, S, generator=g)
+    kp = torch.tensor([[4.0, 5.0], [11.0, 5.0], [7.5, 8.0], [5.0, 11.0], [10.0, 11.0]]).expand(6, -1, -1).clone()
+    vis = torch.ones(6, 5, dtype=torch.bool)
+    new_pose = torch.tensor([[0, 1], [2, 3]])
+    row = matching_row(None, images, kp, vis, new_pose, pairs=2)
+    assert set(row) == {"Same", "Different", "Same / % IOD", "Different / % IOD", "same identity, new pose / % IOD"}
+    assert row["same identity, new pose / % IOD"] == 0.0                 # identical landmarks everywhere
+    # DVE's units: pixels scaled to a 70-px image; IOD here is about 7 px (the warps rescale
+    # by a few %), so % IOD is about px * S / 70 / 7 * 100
+    assert row["Different"] > 0
+    assert abs(row["Different / % IOD"] / (row["Different"] * S / 70 / 7 * 100) - 1) < 0.15
+    net = torch.nn.Conv2d(3, 4, 3, padding=1).double()
+    learned = matching_row(lambda x: net(x), images, kp, vis, new_pose, pairs=2)
+    assert all(v >= 0 for v in learned.values())

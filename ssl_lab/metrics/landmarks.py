@@ -19,6 +19,7 @@ centres for the 5-point (MAFL / AFLW) sets and the outer eye corners 36 / 45 for
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -300,8 +301,155 @@ def copy_baseline(landmarks: torch.Tensor, pairs: torch.Tensor, visible: torch.T
 
 def pixel_patches(images: torch.Tensor, k: int = 7) -> torch.Tensor:
     """A descriptor with nothing learned: the ``k x k`` colour patch around every pixel
-    ``(B, 3 k^2, H, W)`` (zero padding), minus the patch's mean, so brightness changes do
-    not count. The yardstick a learned dense feature has to beat at landmark matching."""
+    ``(B, 3 k^2, H, W)`` (zero padding), minus the patch's mean and scaled to unit length,
+    so that brightness and contrast changes do not count and a dot product (DVE's matching)
+    is normalised cross-correlation. The yardstick a learned dense feature has to beat at
+    landmark matching. Float inputs keep their dtype."""
     B, C, H, W = images.shape
-    u = F.unfold(images.float(), k, padding=k // 2).view(B, C * k * k, H, W)
-    return u - u.mean(1, keepdim=True)
+    x = images if images.is_floating_point() else images.float()
+    u = F.unfold(x, k, padding=k // 2).view(B, C * k * k, H, W)
+    return F.normalize(u - u.mean(1, keepdim=True), dim=1)
+
+
+# -- DVE's matching protocol (jamt9000/DVE, test_matching.py and utils/tps.py) -----------------
+#: DVE's evaluation pair warper (test_matching.py, without --dense_match): a thin-plate spline on
+#: a 10 x 10 control grid plus a random similarity; standard deviations of the control-point
+#: offsets (all points, and a random half of them), translation, scale and rotation (degrees)
+DVE_WARP = dict(warpsd_all=0.001 * 0.5, warpsd_subset=0.01 * 0.5, transsd=0.1 * 0.5,
+                scalesd=0.1 * 0.5, rotsd=5 * 0.5)
+DVE_CANONICAL_PX = 70     # DVE reports pixel errors as if the (cropped) image were 70 px wide
+
+
+def _tps_basis(H: int, W: int, nc: int = 10, dtype=torch.float64) -> torch.Tensor:
+    """DVE's TPS design matrix ``[U(pixel, control), 1, x, y]`` ``(H W, nc^2 + 3)`` on the
+    ``align_corners=True`` grid of [-1, 1]."""
+    lin = lambda n: torch.linspace(-1, 1, n, dtype=dtype)
+    yy, xx = torch.meshgrid(lin(H), lin(W), indexing="ij")
+    pix = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    cy, cx = torch.meshgrid(lin(nc), lin(nc), indexing="ij")
+    ctrl = torch.stack([cx.reshape(-1), cy.reshape(-1)], 1)
+    d2 = ((pix[:, None] - ctrl[None]) ** 2).sum(-1)
+    return torch.cat([d2 * torch.log(d2 + 1e-5), torch.ones(len(pix), 1, dtype=dtype), pix], 1)
+
+
+def _tps_weights(n: int, gen, warpsd_all, warpsd_subset, transsd, scalesd, rotsd, nc: int = 10,
+                 dtype=torch.float64) -> torch.Tensor:
+    """``n`` random warps as DVE's ``random_tps_weights`` draws one: ``(n, nc^2 + 3, 2)``."""
+    w = torch.randn(n, nc * nc, 2, generator=gen, dtype=dtype) * warpsd_all
+    subset = torch.rand(n, nc * nc, 2, generator=gen, dtype=dtype) > 0.5
+    w = torch.where(subset, torch.randn(n, nc * nc, 2, generator=gen, dtype=dtype) * warpsd_subset, w)
+    rot = torch.randn(n, generator=gen, dtype=dtype) * rotsd * math.pi / 180
+    sc = 1 + torch.randn(n, generator=gen, dtype=dtype) * scalesd
+    tx, ty = (torch.randn(n, generator=gen, dtype=dtype) * transsd for _ in range(2))
+    aff = torch.stack([torch.stack([tx, ty], -1),
+                       torch.stack([sc * rot.cos(), -sc * rot.sin()], -1),
+                       torch.stack([sc * rot.sin(), sc * rot.cos()], -1)], 1)          # (n, 3, 2)
+    return torch.cat([w, aff], 1)
+
+
+def _warp(images: torch.Tensor, kp: torch.Tensor, weights: torch.Tensor, basis):
+    """Resample ``images`` at DVE's TPS grid and move the keypoints as DVE does: to the output
+    pixel whose sampling position is nearest to them (so they land on whole pixels)."""
+    B, _, H, W = images.shape
+    grid = (basis @ weights).view(B, H, W, 2)                         # normalised source positions
+    out = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros",
+                        align_corners=True)
+    scale = torch.tensor([W - 1.0, H - 1.0], dtype=grid.dtype)
+    src_px = (grid.view(B, -1, 2) + 1) / 2 * scale                    # where each output pixel samples
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=grid.dtype), torch.arange(W, dtype=grid.dtype), indexing="ij")
+    out_px = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)          # whole pixels, exactly
+    nearest = torch.cdist(kp.to(grid.dtype), src_px).argmin(-1)       # (B, K)
+    return out, out_px[nearest]
+
+
+def dve_warp_pairs(images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, warp: dict | None = None) -> dict:
+    """DVE's evaluation views of every image: ``im1`` (the image under one random warp),
+    ``im2`` (``im1`` under a second one), with their keypoints ``kp1``, ``kp2`` (pixels).
+    ``images`` float ``(N, 3, H, W)``; seeded, so every method sees the same warps."""
+    warp = {**DVE_WARP, **(warp or {})}
+    N, _, H, W = images.shape
+    basis = _tps_basis(H, W)
+    gen = torch.Generator().manual_seed(seed)
+    w1, w2 = _tps_weights(N, gen, **warp), _tps_weights(N, gen, **warp)
+    im1, kp1 = _warp(images, landmarks, w1, basis)
+    im2, kp2 = _warp(im1, kp1, w2, basis)
+    return dict(im1=im1, im2=im2, kp1=kp1, kp2=kp2)
+
+
+def nearest_cell_match(feat_src: torch.Tensor, feat_tgt: torch.Tensor, kp_src: torch.Tensor, stride: float) -> torch.Tensor:
+    """DVE's ``find_descriptor``: the source descriptor at the feature cell nearest to each
+    keypoint (``round(x / stride)``, clamped), matched by the largest *dot product* (no
+    normalisation) over the target map; the prediction is that cell's index times the stride.
+    ``(B, C, h, w)`` maps, ``(B, K, 2)`` keypoints -> ``(B, K, 2)`` pixels."""
+    B, C, h, w = feat_src.shape
+    ix = (kp_src[..., 0] / stride).round().long().clamp(0, w - 1)
+    iy = (kp_src[..., 1] / stride).round().long().clamp(0, h - 1)
+    desc = feat_src.flatten(2).gather(2, (iy * w + ix)[:, None].expand(-1, C, -1))      # (B, C, K)
+    best = torch.einsum("bck,bcn->bkn", desc, feat_tgt.flatten(2)).argmax(-1)          # (B, K)
+    return torch.stack([best % w, best // w], -1).to(kp_src.dtype) * stride
+
+
+def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, batch: int = 32,
+                 eyes=None, dtype: torch.dtype = torch.float64, warp: dict | None = None) -> dict:
+    """Landmark matching as DVE's released ``test_matching.py`` measures it (thesis Table 3.1).
+
+    Consecutive test images form the pairs (2i, 2i + 1). Every image gets two random warps
+    (:func:`dve_warp_pairs`). *Same identity*: the first image's ``im1`` against its own
+    ``im2`` (a warped copy of itself); *different identity*: against the next image's
+    ``im2``. Each of the first image's keypoints is matched by :func:`nearest_cell_match`;
+    the error is the distance to the target's (warped) keypoint over all points, reported
+    in pixels of a 70-px image (DVE's unit: the thesis's Table 3.1 prints it under an
+    "IOD %" heading) and in % of the target's inter-ocular distance. ``features``: float
+    images in [0, 1] -> dense maps, run in ``dtype`` (see :func:`matching_benchmark`).
+    Returns ``{"same_px70", "different_px70", "same_iod", "different_iod", "pairs"}``."""
+    imgs = images.to(dtype).div(255) if images.dtype == torch.uint8 else images.to(dtype)
+    n = len(imgs) // 2 * 2
+    v = dve_warp_pairs(imgs[:n], landmarks[:n].to(dtype), seed=seed, warp=warp)
+    run = lambda x: torch.cat([features(x[s:s + batch]).to(dtype).cpu() for s in range(0, len(x), batch)])
+    src, tgt = run(v["im1"][0::2]), run(v["im2"])
+    stride = imgs.shape[-1] / src.shape[-1]
+    kp_src = v["kp1"][0::2]
+    out = {"pairs": n // 2}
+    for kind, t in (("same", slice(0, None, 2)), ("different", slice(1, None, 2))):
+        pred = nearest_cell_match(src, tgt[t], kp_src, stride)
+        gt = v["kp2"][t]
+        err = (pred - gt).norm(dim=-1)
+        out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / imgs.shape[-1])
+        out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
+    return out
+
+
+def dve_copy_baseline(landmarks: torch.Tensor, size, seed: int = 0, eyes=None, warp: dict | None = None) -> dict:
+    """:func:`dve_matching` without features: each source keypoint is predicted at its own
+    position in the target (the same warps, the same pairs, the same units)."""
+    H, W = _image_hw(size)
+    n = len(landmarks) // 2 * 2
+    v = dve_warp_pairs(torch.zeros(n, 1, int(H), int(W), dtype=torch.float64), landmarks[:n].double(),
+                       seed=seed, warp=warp)
+    out = {"pairs": n // 2}
+    for kind, t in (("same", slice(0, None, 2)), ("different", slice(1, None, 2))):
+        gt = v["kp2"][t]
+        err = (v["kp1"][0::2] - gt).norm(dim=-1)
+        out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / W)
+        out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
+    return out
+
+
+def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor,
+                 new_pose: torch.Tensor, pairs: int = 500, seed: int = 0, digits: int = 2) -> dict:
+    """One row of the book's matching tables. ``Same`` / ``Different``: DVE's protocol
+    (:func:`dve_matching`) on the first ``2 pairs`` test images, in DVE's unit (pixels at 70
+    px, the unit of the thesis's Table 3.1); the same in % IOD; and *same identity, new
+    pose* (% IOD, :func:`matching_benchmark` on ``new_pose`` pairs: two renderings of one
+    identity, which MAFL cannot give). ``features=None``: copying positions instead."""
+    n = min(len(images) // 2, pairs) * 2
+    if features is None:
+        d = dve_copy_baseline(landmarks[:n], tuple(images.shape[-2:]), seed=seed)
+        pose = copy_baseline(landmarks, new_pose, visible=visible)["iod"]
+    else:
+        d = dve_matching(features, images[:n], landmarks[:n], seed=seed)
+        pose = matching_benchmark(features, images, landmarks, new_pose, visible=visible)["iod"]
+    r = lambda v: round(float(v), digits)
+    return {"Same": r(d["same_px70"]), "Different": r(d["different_px70"]),
+            "Same / % IOD": r(d["same_iod"]), "Different / % IOD": r(d["different_iod"]),
+            "same identity, new pose / % IOD": r(pose)}
