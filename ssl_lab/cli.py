@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_lab {train,zoo,bench,run,results,splits} ...``."""
+"""Command line: ``python -m ssl_lab {train,zoo,bench,curve,run,results,splits} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +43,14 @@ def _cmd_bench(a):
     for name in a.recipe:
         r = bench(name, a.scale, steps=a.steps, seed=a.seed, device=a.device, **_parse_sets(a.set))
         print("  ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+
+
+def _cmd_curve(a):
+    from .learning_curve import stage1_curve
+    out = stage1_curve(a.recipe, a.scale, seed=a.seed, device=a.device)
+    import pandas as pd
+    print(pd.DataFrame(out["rows"]).T.to_string())
+    print("recorded", out["path"])
 
 
 def _cmd_zoo(a):
@@ -119,6 +127,9 @@ def main(argv=None):
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     b.set_defaults(fn=_cmd_bench)
+    c = sub.add_parser("curve", parents=[common], help="matching error over a stage-1 training (its snapshots)")
+    c.add_argument("recipe")
+    c.set_defaults(fn=_cmd_curve)
     z = sub.add_parser("zoo", parents=[common], help="list the shipped zoo: ok, stale, corrupt, missing")
     z.add_argument("--make", action="store_true",
                    help="train (or take from the cache) and ship what the book needs at --scale")

@@ -74,7 +74,9 @@ def load_all(chapter: str | None = None, root: Path | None = None) -> list[dict]
     """Every recorded run (of one chapter, or all), oldest first."""
     root = Path(root) if root else results_dir()
     base = root / chapter if chapter else root
-    recs = [json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))] if base.exists() else []
+    zoo = root / "zoo"                              # the shipped zoo's manifests are not runs
+    recs = ([json.loads(p.read_text()) for p in sorted(base.rglob("*.json")) if zoo not in p.parents]
+            if base.exists() else [])
     return sorted(recs, key=lambda r: r.get("date", ""))
 
 

@@ -222,3 +222,11 @@ def test_the_book_finds_every_artefact_it_loads_shipped_and_current():
     assert not bad, bad
     size = sum(p.stat().st_size for p in zoo.zoo_dir().rglob("*") if p.is_file())
     assert size < 100 * 2**20
+
+
+def test_recorded_runs_leave_out_the_shipped_zoo(tmp_path):
+    rec = results.make_record("lead/x", "small", "thesis-3.1", {"a": {"Same": 1.0}}, tag="seed0")
+    results.save(rec, root=tmp_path)
+    (tmp_path / "zoo" / "lead" / "stage1-byol").mkdir(parents=True)
+    (tmp_path / "zoo" / "lead" / "stage1-byol" / "small-seed0.json").write_text('{"recipe": "lead/stage1-byol"}')
+    assert [r["chapter"] for r in results.load_all(root=tmp_path)] == ["lead/x"]

@@ -123,3 +123,18 @@ def test_fit_nmf_finds_an_exact_low_rank_factorisation():
     assert fit["relative_error"] < 0.02, fit
     codes = nmf_codes(x, fit["components"], iters=500)
     assert float((codes @ fit["components"] - x).norm() / x.norm()) < 0.03
+
+
+def test_stage1_learning_curve_evaluates_every_snapshot_with_its_yardsticks(home, one_thread):
+    from ssl_lab import paths, zoo
+    from ssl_lab.learning_curve import stage1_curve
+    from ssl_lab.recipes import pretraining_images
+    from ssl_lab.ssl.train import train_ssl
+    cfg = {k: v for k, v in zoo.config("lead/stage1-byol", "smoke").items() if k not in ("scale", "n", "render", "queue")}
+    art = train_ssl("byol", pretraining_images("smoke", 32, 48), {**cfg, "steps": 4}, seed=0, progress=False, snapshots=2)
+    paths.atomic_save(art, zoo.cache_path("lead/stage1-byol", "smoke", 0))
+    out = stage1_curve("lead/stage1-byol", "smoke", record=False)
+    assert list(out["rows"]) == ["step 0", "step 2", "step 4", "no features", "7x7 pixel patches"]
+    assert out["images_seen"]["step 4"] == 4 * cfg["batch_size"]
+    assert all(isinstance(out["rows"][f"step {s}"]["gates passed"], bool) for s in (0, 2, 4))
+    assert out["rows"]["step 0"]["gates passed"] is False              # random init cannot beat itself

@@ -1,0 +1,48 @@
+"""Learning gates: what a small-scale network must show before its numbers are findings.
+
+A gate compares a trained network with a yardstick that has learned nothing (random
+initialisation, copying positions, raw pixel patches, ...). Gates are fixed here, never
+loosened to pass, and never the thesis's orderings (those are findings either way). Each
+gate is evaluated on a matching table (rows: descriptors; columns as
+:func:`ssl_lab.metrics.landmarks.matching_row`) and returns pass/fail with its numbers.
+
+LEAD stage 1 (the correspondence chapter), on DVE's different-identity error:
+
+* ``S1a``: BYOL's and MoCo's hypercolumns each at most 0.8 x random init's;
+* ``S1b``: the best stage-1 hypercolumn beats copying positions and 7x7 patches;
+
+LEAD stage 2 (the matching chapter): ``S2``: LEAD-64 within 1.2 x its BYOL teacher's
+hypercolumn error.
+"""
+from __future__ import annotations
+
+COLUMN = "Different"      # DVE's different-identity error (pixels at 70 px)
+
+
+def _row(name, ok, value, bound, rule):
+    return {"gate": name, "rule": rule, "value": round(float(value), 2), "bound": round(float(bound), 2),
+            "passed": bool(ok)}
+
+
+def stage1(table: dict, column: str = COLUMN) -> list[dict]:
+    """Gates S1a (per SSL network) and S1b on a correspondence table ``{row: {column: v}}``
+    with rows BYOL, MoCo (either may be missing), random, no features, 7x7 pixel patches."""
+    d = {k: v[column] for k, v in table.items()}
+    out = []
+    for net in ("BYOL", "MoCo"):
+        if net in d:
+            out.append(_row(f"S1a {net}", d[net] <= 0.8 * d["random"], d[net], 0.8 * d["random"],
+                            f"{net} <= 0.8 x random init"))
+    learned = [k for k in ("BYOL", "MoCo", "supervised") if k in d]
+    best = min(learned, key=d.get)
+    bound = min(d["no features"], d["7x7 pixel patches"])
+    out.append(_row(f"S1b ({best})", d[best] < bound, d[best], bound,
+                    "best stage-1 hypercolumn < min(copy positions, 7x7 patches)"))
+    return out
+
+
+def stage2(table: dict, column: str = COLUMN, lead: str = "LEAD / 64", teacher: str = "LEAD / 3840") -> list[dict]:
+    """Gate S2 on a Table 3.1 ``{row: {column: v}}``: LEAD-64 within 1.2 x the hypercolumn
+    of its BYOL teacher (the thesis's "LEAD / 3840" row)."""
+    d = {k: v[column] for k, v in table.items()}
+    return [_row("S2", d[lead] <= 1.2 * d[teacher], d[lead], 1.2 * d[teacher], f"{lead} <= 1.2 x {teacher}")]

@@ -1,0 +1,56 @@
+"""When does correspondence emerge? Matching error of a stage-1 network over its training.
+
+``python -m ssl_lab curve lead/stage1-byol --scale small --seed 0`` evaluates the snapshots a
+training kept (:func:`ssl_lab.ssl.train.train_ssl` with ``snapshots``; they live in the local
+cache, not in the shipped zoo), with the random initialisation as step 0, under the
+correspondence chapter's protocol (:func:`ssl_lab.metrics.landmarks.matching_row`, hypercolumns
+in float64), and records them in ``results/lead/learning-curve/<scale>-<recipe>-seed<N>.json``
+with the yardsticks and the stage-1 gates (:mod:`ssl_lab.gates`) at every point. The
+correspondence chapter plots that record; it never trains.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import gates, results, scales, zoo
+from .data import splits
+from .metrics.landmarks import matching_row, pixel_patches
+from .nets.backbones import Backbone
+
+
+def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", record: bool = True) -> dict:
+    t0 = time.perf_counter()
+    art = torch.load(zoo.cache_path(name, scale, seed), map_location="cpu", weights_only=False)
+    if not art.get("snapshots"):
+        raise ValueError(f"the cached {name} ({scale}, seed {seed}) kept no snapshots; retrain it with "
+                         f"`python -m ssl_lab train {name} --scale {scale} --seed {seed}`")
+    sc = scales.get(scale)
+    test = splits.load("mafl/test", scale)
+    new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=seed)
+    row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed)
+    torch.manual_seed(seed)                                       # the run's own initialisation
+    net = Backbone(art["backbone"]).double().eval()
+    steps = {0: {k: v.clone() for k, v in net.state_dict().items()}, **art["snapshots"]}
+    rows = {}
+    with torch.no_grad():
+        for step, sd in sorted(steps.items()):
+            net.load_state_dict(sd)
+            rows[f"step {step}"] = row(lambda x: net.hypercolumn(x.to(device)).cpu())
+        rows["no features"], rows["7x7 pixel patches"] = row(None), row(pixel_patches)
+    label = {"lead/stage1-byol": "BYOL", "lead/stage1-moco": "MoCo"}.get(name, name)
+    for step in steps:
+        table = {label: rows[f"step {step}"], "random": rows["step 0"],
+                 "no features": rows["no features"], "7x7 pixel patches": rows["7x7 pixel patches"]}
+        rows[f"step {step}"]["gates passed"] = all(g["passed"] for g in gates.stage1(table))
+    out = dict(rows=rows, images_seen={f"step {s}": s * art["config"]["batch_size"] for s in steps})
+    if record:
+        rec = results.make_record("lead/learning-curve", scale, "thesis-fig-3.3-curve", rows,
+                                  tag=f"{name.split('/')[-1]}-seed{seed}", device=device, seeds=[seed],
+                                  wall_time_s=time.perf_counter() - t0,
+                                  parameters=dict(recipe=name, config=art["config"], pairs=sc.pairs,
+                                                  protocol="DVE test_matching.py (+ same identity, new pose)",
+                                                  train_wall_s=art.get("wall_s"), images_per_s=art.get("images_per_s")))
+        out["path"] = str(results.save(rec))
+    return out

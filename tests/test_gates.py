@@ -1,0 +1,20 @@
+"""The learning gates, on hand-made tables."""
+from ssl_lab import gates
+
+
+def test_stage1_gates_by_hand():
+    t = {"BYOL": {"Different": 7.0}, "MoCo": {"Different": 9.0}, "random": {"Different": 10.0},
+         "supervised": {"Different": 8.0}, "no features": {"Different": 7.5}, "7x7 pixel patches": {"Different": 12.0}}
+    g = {r["gate"]: r for r in gates.stage1(t)}
+    assert g["S1a BYOL"]["passed"] and g["S1a BYOL"]["bound"] == 8.0     # 7 <= 0.8 x 10
+    assert not g["S1a MoCo"]["passed"]                                  # 9 > 8
+    assert g["S1b (BYOL)"]["passed"] and g["S1b (BYOL)"]["bound"] == 7.5  # best 7 < min(7.5, 12)
+    t["no features"]["Different"] = 6.0
+    assert not {r["gate"]: r for r in gates.stage1(t)}["S1b (BYOL)"]["passed"]
+
+
+def test_stage2_gate_by_hand():
+    t = {"LEAD / 64": {"Different": 3.5}, "LEAD / 3840": {"Different": 3.0}}
+    assert gates.stage2(t)[0]["passed"]                                 # 3.5 <= 3.6
+    t["LEAD / 64"]["Different"] = 3.7
+    assert not gates.stage2(t)[0]["passed"]
