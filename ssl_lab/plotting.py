@@ -47,3 +47,23 @@ def face_grid(images, landmarks=None, visible=None, titles=None, ncols: int = 8,
             ax.set_title(titles[i], fontsize=7)
     fig.tight_layout(pad=0.2)
     return fig
+
+
+def learning_curve(record: dict, columns=("Same", "Different", "same identity, new pose / % IOD")):
+    """A recorded stage-1 learning curve (:mod:`ssl_lab.learning_curve`): the matching error
+    over images seen, one panel per column, with the nothing-learned yardsticks dashed.
+    Returns the figure."""
+    rows, seen = record["rows"], record["parameters"].get("images_seen") or {}
+    steps = sorted((r for r in rows if r.startswith("step ")), key=lambda r: int(r.split()[1]))
+    batch = record["parameters"]["config"]["batch_size"]
+    x = [int(r.split()[1]) * batch / 1000 for r in steps]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 2.8))
+    for ax, col in zip(np.atleast_1d(axes), columns):
+        ax.plot(x, [rows[r][col] for r in steps], marker="o", label=record["parameters"]["recipe"])
+        for name, style in (("no features", "--"), ("7x7 pixel patches", ":")):
+            ax.axhline(rows[name][col], ls=style, c="grey", lw=1, label=name)
+        ax.set_xlabel("thousand images seen (step 0: random init)", fontsize=8)
+        ax.set_title(col if "/" in col else f"{col} identity (px at 70)", fontsize=9)
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
