@@ -53,7 +53,7 @@ def learning_curve(record: dict, columns=("Same", "Different", "same identity, n
     """A recorded stage-1 learning curve (:mod:`ssl_lab.learning_curve`): the matching error
     over images seen, one panel per column, with the nothing-learned yardsticks dashed.
     Returns the figure."""
-    rows, seen = record["rows"], record["parameters"].get("images_seen") or {}
+    rows = record["rows"]
     steps = sorted((r for r in rows if r.startswith("step ")), key=lambda r: int(r.split()[1]))
     batch = record["parameters"]["config"]["batch_size"]
     x = [int(r.split()[1]) * batch / 1000 for r in steps]

@@ -56,9 +56,9 @@ def _build_backbone(art, device):
 # ResNet with 32-192 channels), so that the shipped smoke zoo stays a few MB, in fp32. small
 # and full train with bf16 autocast and channels_last (`python -m ssl_lab bench` measures it).
 # small is bounded by the design's 60-min budget per stage-1 recipe on 2 CPU cores: ResNet-18,
-# 48-px crops, 2000 steps of 64 (6.4 passes over 20k images; about 35 min for BYOL at the 62
-# images/s measured on 2 cores), checkpointed and resumable; far less training than the
-# thesis, and the chapters say so. full is the thesis:
+# 48-px crops, 2000 steps of 64 (6.4 passes over 20k images; BYOL took 30 min on 1 thread,
+# 73 images/s, MoCo 17 min), checkpointed and resumable; far less training than the thesis,
+# and the chapters say so. full is the thesis:
 # ResNet-50, batch 256, 200 epochs of CelebA (162,770 images: about 127,000 steps), SGD
 # lr 0.03 with cosine decay.
 _SSL = {

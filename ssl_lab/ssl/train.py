@@ -31,15 +31,16 @@ DEFAULTS = dict(
     proj_hidden=None, proj_dim=None,        # None: BYOL 4096/256, MoCo 2048/128
     pred_hidden=None, tau_base=0.996,       # BYOL
     queue=4096, moco_m=0.999, temperature=0.2, key_splits=1,   # MoCo
-    amp=False,                              # bf16 autocast (CPU with AMX, or CUDA)
+    amp=False,                              # bf16 autocast (CPU or CUDA)
     channels_last=False,                    # NHWC convolutions (faster with bf16 on CPU)
 )
 
 
 def bf16(device, enabled: bool):
-    """bf16 autocast on ``device`` when ``enabled`` (on CPU it runs on AMX where the CPU has
-    it: a 2048 matmul ~4.5x faster than fp32 on this project's 2-core machines). Losses
-    cast to float32 themselves (:func:`ssl_lab.ssl.byol.byol_loss`, ...)."""
+    """bf16 autocast on ``device`` when ``enabled``. On CPU its gain depends on the CPU: a
+    2048 matmul runs ~4.5x faster than fp32 where AMX exists, ~2.7x on an AVX-512-bf16 CPU
+    without it (`python -m ssl_lab bench` measures both). Losses cast to float32 themselves
+    (:func:`ssl_lab.ssl.byol.byol_loss`, ...)."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(enabled))
 
 
