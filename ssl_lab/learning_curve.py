@@ -29,7 +29,8 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
     sc = scales.get(scale)
     test = splits.load("mafl/test", scale)
     new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=seed)
-    row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed)
+    row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed,
+                                 identity=test.data["identity"])
     torch.manual_seed(seed)                                       # the run's own initialisation
     net = Backbone(art["backbone"]).double().eval()
     steps = {0: {k: v.clone() for k, v in net.state_dict().items()}, **art["snapshots"]}

@@ -558,7 +558,8 @@ def test_matching_row_reports_both_units_and_the_new_pose_pairs():
     kp = torch.tensor([[4.0, 5.0], [11.0, 5.0], [7.5, 8.0], [5.0, 11.0], [10.0, 11.0]]).expand(6, -1, -1).clone()
     vis = torch.ones(6, 5, dtype=torch.bool)
     new_pose = torch.tensor([[0, 1], [2, 3]])
-    row = matching_row(None, images, kp, vis, new_pose, pairs=2)
+    ids = torch.tensor([7, 7, 7, 3, 3, 3])          # stored by identity, as SynthFaces test splits are
+    row = matching_row(None, images, kp, vis, new_pose, pairs=2, identity=ids)
     assert set(row) == {"Same", "Different", "Same / % IOD", "Different / % IOD", "same identity, new pose / % IOD"}
     assert row["same identity, new pose / % IOD"] == 0.0                 # identical landmarks everywhere
     # DVE's units: pixels scaled to a 70-px image; IOD here is about 7 px (the warps rescale
@@ -566,5 +567,25 @@ def test_matching_row_reports_both_units_and_the_new_pose_pairs():
     assert row["Different"] > 0
     assert abs(row["Different / % IOD"] / (row["Different"] * S / 70 / 7 * 100) - 1) < 0.15
     net = torch.nn.Conv2d(3, 4, 3, padding=1).double()
-    learned = matching_row(lambda x: net(x), images, kp, vis, new_pose, pairs=2)
+    learned = matching_row(lambda x: net(x), images, kp, vis, new_pose, pairs=2, identity=ids)
     assert all(v >= 0 for v in learned.values())
+
+
+def test_dve_order_pairs_consecutive_images_of_two_identities():
+    """SynthFaces stores a test split by identity; DVE pairs consecutive items (MAFL's test
+    list holds different people there). Hand case: ids 5 5 5 2 2 8 -> first images of 5, 2,
+    8, then the second images of 5, 2, then the third of 5."""
+    from ssl_lab.metrics.landmarks import dve_order
+    ids = torch.tensor([5, 5, 5, 2, 2, 8])
+    order = dve_order(ids)
+    assert order.tolist() == [0, 3, 5, 1, 4, 2]
+    assert (ids[order][0::2] != ids[order][1::2]).all()
+    with pytest.raises(ValueError, match="two identities"):
+        dve_order(torch.tensor([1, 1, 1, 1, 2, 2]))        # 1 1 | 2 1 | 2 1 -> no: (1, 2)(1, 2)(1, 1)
+
+
+def test_dve_matching_refuses_pairs_of_one_identity():
+    from ssl_lab.metrics.landmarks import dve_matching
+    kp = torch.tensor([[[3.0, 4.0], [9.0, 4.0]]]).expand(4, -1, -1).clone()
+    with pytest.raises(ValueError, match="dve_order"):
+        dve_matching(lambda x: x, torch.rand(4, 3, 16, 16), kp, identity=torch.tensor([0, 0, 1, 2]))

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 __all__ = ["EYES", "inter_ocular", "iod_error", "pck", "sample_descriptors",
            "cosine_similarity_maps", "match_landmarks", "correspondence_heatmap",
-           "matching_benchmark", "copy_baseline", "pixel_patches"]
+           "matching_benchmark", "copy_baseline", "pixel_patches", "dve_order", "dve_matching",
+           "dve_copy_baseline", "matching_row"]
 
 #: indices of the two points whose distance normalises the error, by number of landmarks
 EYES = {5: (0, 1), 68: (36, 45)}
@@ -389,8 +390,32 @@ def nearest_cell_match(feat_src: torch.Tensor, feat_tgt: torch.Tensor, kp_src: t
     return torch.stack([best % w, best // w], -1).to(kp_src.dtype) * stride
 
 
+def dve_order(identity: torch.Tensor) -> torch.Tensor:
+    """The test order DVE's protocol assumes: a permutation of ``identity`` ((N,) ids) after
+    which the consecutive images of every pair (2i, 2i + 1) show two different people, as in
+    MAFL's test list. SynthFaces test splits hold several images per identity, stored
+    together; this takes every identity's first image in turn, then every identity's second,
+    and so on (each identity in the order it first appears). Raises ``ValueError`` if no such
+    pairing exists this way (one identity holding most of the images)."""
+    ids = torch.as_tensor(identity).reshape(-1)
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    by_id = torch.argsort(inverse, stable=True)             # grouped by identity, own order kept
+    counts = torch.bincount(inverse)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(inverse)
+    rank[by_id] = torch.arange(len(ids)) - starts[inverse[by_id]]   # k-th image of its identity
+    first = torch.full((len(uniq),), len(ids)).scatter_reduce(0, inverse, torch.arange(len(ids)), "amin")
+    appearance = torch.argsort(torch.argsort(first))        # identities by first appearance
+    order = torch.argsort(rank * len(uniq) + appearance[inverse], stable=True)
+    n = len(order) // 2 * 2
+    if bool((ids[order[0:n:2]] == ids[order[1:n:2]]).any()):
+        raise ValueError("cannot order these images so that every consecutive pair shows two identities")
+    return order
+
+
 def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, batch: int = 32,
-                 eyes=None, dtype: torch.dtype = torch.float64, warp: dict | None = None) -> dict:
+                 eyes=None, dtype: torch.dtype = torch.float64, warp: dict | None = None,
+                 identity: torch.Tensor | None = None) -> dict:
     """Landmark matching as DVE's released ``test_matching.py`` measures it (thesis Table 3.1).
 
     Consecutive test images form the pairs (2i, 2i + 1). Every image gets two random warps
@@ -401,9 +426,14 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
     in pixels of a 70-px image (DVE's unit: the thesis's Table 3.1 prints it under an
     "IOD %" heading) and in % of the target's inter-ocular distance. ``features``: float
     images in [0, 1] -> dense maps, run in ``dtype`` (see :func:`matching_benchmark`).
+    ``identity``: the images' identity ids; if given, a pair (2i, 2i + 1) of one identity is a
+    ``ValueError`` (put the images in :func:`dve_order` first).
     Returns ``{"same_px70", "different_px70", "same_iod", "different_iod", "pairs"}``."""
     imgs = images.to(dtype).div(255) if images.dtype == torch.uint8 else images.to(dtype)
     n = len(imgs) // 2 * 2
+    if identity is not None and bool((identity[0:n:2] == identity[1:n:2]).any()):
+        raise ValueError("DVE's different-identity pairs are consecutive images, and some here show "
+                         "one identity: order the images with dve_order(identity) first")
     v = dve_warp_pairs(imgs[:n], landmarks[:n].to(dtype), seed=seed, warp=warp)
     run = lambda x: torch.cat([features(x[s:s + batch]).to(dtype).cpu() for s in range(0, len(x), batch)])
     src, tgt = run(v["im1"][0::2]), run(v["im2"])
@@ -436,18 +466,22 @@ def dve_copy_baseline(landmarks: torch.Tensor, size, seed: int = 0, eyes=None, w
 
 
 def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor,
-                 new_pose: torch.Tensor, pairs: int = 500, seed: int = 0, digits: int = 2) -> dict:
+                 new_pose: torch.Tensor, pairs: int = 500, seed: int = 0, digits: int = 2, *,
+                 identity: torch.Tensor) -> dict:
     """One row of the book's matching tables. ``Same`` / ``Different``: DVE's protocol
-    (:func:`dve_matching`) on the first ``2 pairs`` test images, in DVE's unit (pixels at 70
-    px, the unit of the thesis's Table 3.1); the same in % IOD; and *same identity, new
-    pose* (% IOD, :func:`matching_benchmark` on ``new_pose`` pairs: two renderings of one
-    identity, which MAFL cannot give). ``features=None``: copying positions instead."""
+    (:func:`dve_matching`) on the first ``2 pairs`` test images in :func:`dve_order` (so that
+    the consecutive images of a pair show two identities, as in MAFL), in DVE's unit (pixels
+    at 70 px, the unit of the thesis's Table 3.1); the same in % IOD; and *same identity, new
+    pose* (% IOD, :func:`matching_benchmark` on ``new_pose`` pairs, indices into the given
+    order: two renderings of one identity, which MAFL cannot give). ``identity``: the
+    images' identity ids. ``features=None``: copying positions instead."""
     n = min(len(images) // 2, pairs) * 2
+    dve = dve_order(identity)[:n]
     if features is None:
-        d = dve_copy_baseline(landmarks[:n], tuple(images.shape[-2:]), seed=seed)
+        d = dve_copy_baseline(landmarks[dve], tuple(images.shape[-2:]), seed=seed)
         pose = copy_baseline(landmarks, new_pose, visible=visible)["iod"]
     else:
-        d = dve_matching(features, images[:n], landmarks[:n], seed=seed)
+        d = dve_matching(features, images[dve], landmarks[dve], seed=seed, identity=identity[dve])
         pose = matching_benchmark(features, images, landmarks, new_pose, visible=visible)["iod"]
     r = lambda v: round(float(v), digits)
     return {"Same": r(d["same_px70"]), "Different": r(d["different_px70"]),
