@@ -7,6 +7,11 @@ correspondence chapter's protocol (:func:`ssl_lab.metrics.landmarks.matching_row
 in float64), and records them in ``results/lead/learning-curve/<scale>-<recipe>-seed<N>.json``
 with the yardsticks and the stage-1 gates (:mod:`ssl_lab.gates`) at every point. The
 correspondence chapter plots that record; it never trains.
+
+Where does the network learn? Each point also holds the different-identity error of each
+stage of the hypercolumn alone (``"levels"``: ``{"layer1": px, ..., "layer4": px}``, the
+level's map resized to the stride-4 grid and matched the same way), in float32: a
+diagnostic, not a table entry.
 """
 from __future__ import annotations
 
@@ -16,8 +21,23 @@ import torch
 
 from . import gates, results, scales, zoo
 from .data import splits
-from .metrics.landmarks import matching_row, pixel_patches
-from .nets.backbones import Backbone
+from .metrics.landmarks import dve_matching, dve_order, matching_row, pixel_patches
+from .nets.backbones import STAGES, Backbone
+
+
+def level_errors(net: Backbone, images: torch.Tensor, landmarks: torch.Tensor, identity: torch.Tensor,
+                 pairs: int, seed: int = 0, device="cpu") -> dict:
+    """DVE different-identity error (px at 70) of each hypercolumn stage alone, in float32."""
+    order = dve_order(identity)[:min(len(images) // 2, pairs) * 2]
+    net = net.float()
+    out = {}
+    for level in STAGES:
+        f = lambda x: net.hypercolumn(x.to(device), levels=(level,)).cpu()
+        d = dve_matching(f, images[order], landmarks[order], seed=seed, dtype=torch.float32,
+                         identity=identity[order])
+        out[f"layer{level}"] = round(d["different_px70"], 2)
+    net.double()
+    return out
 
 
 def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", record: bool = True) -> dict:
@@ -39,6 +59,8 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
         for step, sd in sorted(steps.items()):
             net.load_state_dict(sd)
             rows[f"step {step}"] = row(lambda x: net.hypercolumn(x.to(device)).cpu())
+            rows[f"step {step}"]["levels"] = level_errors(net, test.data["image"], test.landmarks,
+                                                          test.data["identity"], sc.pairs, seed, device)
         rows["no features"], rows["7x7 pixel patches"] = row(None), row(pixel_patches)
     label = {"lead/stage1-byol": "BYOL", "lead/stage1-moco": "MoCo"}.get(name, name)
     for step in steps:

@@ -51,13 +51,24 @@ def face_grid(images, landmarks=None, visible=None, titles=None, ncols: int = 8,
 
 def learning_curve(record: dict, columns=("Same", "Different", "same identity, new pose / % IOD")):
     """A recorded stage-1 learning curve (:mod:`ssl_lab.learning_curve`): the matching error
-    over images seen, one panel per column, with the nothing-learned yardsticks dashed.
-    Returns the figure."""
+    over images seen, one panel per column, with the nothing-learned yardsticks dashed; and,
+    when the record has them, a last panel with each hypercolumn stage alone (different
+    identity). Returns the figure."""
     rows = record["rows"]
     steps = sorted((r for r in rows if r.startswith("step ")), key=lambda r: int(r.split()[1]))
     batch = record["parameters"]["config"]["batch_size"]
     x = [int(r.split()[1]) * batch / 1000 for r in steps]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 2.8))
+    levels = all("levels" in rows[r] for r in steps)
+    fig, axes = plt.subplots(1, len(columns) + levels, figsize=(3.6 * (len(columns) + levels), 2.8))
+    if levels:
+        ax = np.atleast_1d(axes)[-1]
+        for level in rows[steps[0]]["levels"]:
+            ax.plot(x, [rows[r]["levels"][level] for r in steps], marker=".", label=level)
+        ax.plot(x, [rows[r]["Different"] for r in steps], c="k", lw=2, label="hypercolumn")
+        ax.axhline(rows["no features"]["Different"], ls="--", c="grey", lw=1)
+        ax.set_xlabel("thousand images seen (step 0: random init)", fontsize=8)
+        ax.set_title("each stage alone, different identity", fontsize=9)
+        ax.legend(fontsize=7)
     for ax, col in zip(np.atleast_1d(axes), columns):
         ax.plot(x, [rows[r][col] for r in steps], marker="o", label=record["parameters"]["recipe"])
         for name, style in (("no features", "--"), ("7x7 pixel patches", ":")):

@@ -138,3 +138,8 @@ def test_stage1_learning_curve_evaluates_every_snapshot_with_its_yardsticks(home
     assert out["images_seen"]["step 4"] == 4 * cfg["batch_size"]
     assert all(isinstance(out["rows"][f"step {s}"]["gates passed"], bool) for s in (0, 2, 4))
     assert out["rows"]["step 0"]["gates passed"] is False              # random init cannot beat itself
+    levels = out["rows"]["step 4"]["levels"]                           # each stage alone
+    assert list(levels) == ["layer1", "layer2", "layer3", "layer4"] and all(v > 0 for v in levels.values())
+    from ssl_lab.plotting import learning_curve
+    fig = learning_curve({"rows": out["rows"], "parameters": {"config": cfg, "recipe": "lead/stage1-byol"}})
+    assert len(fig.axes) == 4                                          # three columns + the stages
