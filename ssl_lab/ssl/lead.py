@@ -38,6 +38,7 @@ from ..progress import bar
 
 from ..nets.backbones import Backbone
 from .augment import color_jitter, random_resized_crop, to_float
+from .train import optimizer_step
 
 TAU = 0.05
 
@@ -291,13 +292,7 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
                 loss = eq.dve_loss(f, f2, f.roll(1, 0), g, tau=cfg["tau"])
             else:
                 loss = eq.equivariance_loss(f, f2, g, tau=cfg["tau"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"stage-2 {method} loss is {loss.item()}; lower the lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(loss.item())
+        history.append(optimizer_step(loss, opt, sched, f"stage-2 {method}"))
     wall = time.perf_counter() - t0
     model = net.proj if method == "cl" else net
     return dict(method=method, backbone=teacher.name, config=cfg, seed=seed, history=history,

@@ -60,6 +60,18 @@ def resolve_config(fn: str, cfg: dict | None, defaults: dict, images: torch.Tens
     return {**defaults, **(cfg or {})}
 
 
+def optimizer_step(loss: torch.Tensor, opt, sched, what: str) -> float:
+    """One step of ``opt`` (and of the schedule ``sched``) on ``loss``; a non-finite loss is
+    a ``FloatingPointError`` naming ``what`` before any weight changes. Returns the loss."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what} loss is {loss.item()}; lower the lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def build(method: str, cfg: dict) -> nn.Module:
     """The BYOL or MoCo model that :func:`train_ssl` trains, from a (complete) config."""
     if method == "byol":
@@ -142,14 +154,8 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
         v1, v2 = (nhwc(v, cfg["channels_last"]) for v in aug(x, generator=gen))
         with bf16(device, cfg["amp"]):
             loss = model(v1, v2)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{method} loss is {loss.item()} at step {step}; lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        history.append(optimizer_step(loss, opt, sched, f"{method} (step {step})"))
         model.update_target(step + 1, steps)
-        history.append(loss.item())
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if step + 1 in snap_at:
             kept[step + 1] = {k: v.detach().cpu().clone() for k, v in model.backbone.state_dict().items()}
