@@ -15,6 +15,7 @@ diagnostic, not a table entry.
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -27,16 +28,16 @@ from .nets.backbones import STAGES, Backbone
 
 def level_errors(net: Backbone, images: torch.Tensor, landmarks: torch.Tensor, identity: torch.Tensor,
                  pairs: int, seed: int = 0, device="cpu") -> dict:
-    """DVE different-identity error (px at 70) of each hypercolumn stage alone, in float32."""
-    order = dve_order(identity)[:min(len(images) // 2, pairs) * 2]
-    net = net.float()
+    """DVE different-identity error (px at 70) of each hypercolumn stage alone, in float32
+    (on a float32 copy of ``net``)."""
+    order = dve_order(identity, pairs)
+    net32 = copy.deepcopy(net).float()
     out = {}
     for level in STAGES:
-        f = lambda x: net.hypercolumn(x.to(device), levels=(level,)).cpu()
+        f = lambda x: net32.hypercolumn(x.to(device), levels=(level,)).cpu()
         d = dve_matching(f, images[order], landmarks[order], seed=seed, dtype=torch.float32,
                          identity=identity[order])
         out[f"layer{level}"] = round(d["different_px70"], 2)
-    net.double()
     return out
 
 

@@ -580,6 +580,7 @@ def test_dve_order_pairs_consecutive_images_of_two_identities():
     order = dve_order(ids)
     assert order.tolist() == [0, 3, 5, 1, 4, 2]
     assert (ids[order][0::2] != ids[order][1::2]).all()
+    assert dve_order(ids, pairs=2).tolist() == [0, 3, 5, 1] and dve_order(ids, pairs=9).tolist() == order.tolist()
     with pytest.raises(ValueError, match="two identities"):
         dve_order(torch.tensor([1, 1, 1, 1, 2, 2]))        # 1 1 | 2 1 | 2 1 -> no: (1, 2)(1, 2)(1, 1)
 

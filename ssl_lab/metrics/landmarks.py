@@ -390,12 +390,19 @@ def nearest_cell_match(feat_src: torch.Tensor, feat_tgt: torch.Tensor, kp_src: t
     return torch.stack([best % w, best // w], -1).to(kp_src.dtype) * stride
 
 
-def dve_order(identity: torch.Tensor) -> torch.Tensor:
+def _pairs_of_one_identity(ids: torch.Tensor) -> bool:
+    """Whether some pair (2i, 2i + 1) of ``ids`` shows one identity twice."""
+    n = len(ids) // 2 * 2
+    return bool((ids[0:n:2] == ids[1:n:2]).any())
+
+
+def dve_order(identity: torch.Tensor, pairs: int | None = None) -> torch.Tensor:
     """The test order DVE's protocol assumes: a permutation of ``identity`` ((N,) ids) after
     which the consecutive images of every pair (2i, 2i + 1) show two different people, as in
     MAFL's test list. SynthFaces test splits hold several images per identity, stored
     together; this takes every identity's first image in turn, then every identity's second,
-    and so on (each identity in the order it first appears). Raises ``ValueError`` if no such
+    and so on (each identity in the order it first appears). ``pairs``: only the first
+    ``2 * pairs`` indices (fewer if there are fewer images). Raises ``ValueError`` if no such
     pairing exists this way (one identity holding most of the images)."""
     ids = torch.as_tensor(identity).reshape(-1)
     uniq, inverse = torch.unique(ids, return_inverse=True)
@@ -407,10 +414,9 @@ def dve_order(identity: torch.Tensor) -> torch.Tensor:
     first = torch.full((len(uniq),), len(ids)).scatter_reduce(0, inverse, torch.arange(len(ids)), "amin")
     appearance = torch.argsort(torch.argsort(first))        # identities by first appearance
     order = torch.argsort(rank * len(uniq) + appearance[inverse], stable=True)
-    n = len(order) // 2 * 2
-    if bool((ids[order[0:n:2]] == ids[order[1:n:2]]).any()):
+    if _pairs_of_one_identity(ids[order]):
         raise ValueError("cannot order these images so that every consecutive pair shows two identities")
-    return order
+    return order if pairs is None else order[:min(len(order) // 2, pairs) * 2]
 
 
 def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, batch: int = 32,
@@ -431,7 +437,7 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
     Returns ``{"same_px70", "different_px70", "same_iod", "different_iod", "pairs"}``."""
     imgs = images.to(dtype).div(255) if images.dtype == torch.uint8 else images.to(dtype)
     n = len(imgs) // 2 * 2
-    if identity is not None and bool((identity[0:n:2] == identity[1:n:2]).any()):
+    if identity is not None and _pairs_of_one_identity(identity[:n]):
         raise ValueError("DVE's different-identity pairs are consecutive images, and some here show "
                          "one identity: order the images with dve_order(identity) first")
     v = dve_warp_pairs(imgs[:n], landmarks[:n].to(dtype), seed=seed, warp=warp)
@@ -475,8 +481,7 @@ def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visibl
     pose* (% IOD, :func:`matching_benchmark` on ``new_pose`` pairs, indices into the given
     order: two renderings of one identity, which MAFL cannot give). ``identity``: the
     images' identity ids. ``features=None``: copying positions instead."""
-    n = min(len(images) // 2, pairs) * 2
-    dve = dve_order(identity)[:n]
+    dve = dve_order(identity, pairs)
     if features is None:
         d = dve_copy_baseline(landmarks[dve], tuple(images.shape[-2:]), seed=seed)
         pose = copy_baseline(landmarks, new_pose, visible=visible)["iod"]

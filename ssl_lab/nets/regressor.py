@@ -105,20 +105,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..metrics.landmarks import _image_hw
+from ..progress import bar as progress_bar
+
 __all__ = ["soft_argmax", "pixels_to_normalized", "normalized_to_pixels", "grid_to_pixels",
            "grid_to_normalized", "LandmarkRegressor", "regression_loss", "fit_regressor",
            "predict", "repeat_indices"]
 
 #: ContrastLandmarks' cosine floor: ``lr * lr_decay_rate ** 3 * 0.1`` with its default 0.2
 ETA_MIN_FACTOR = 0.2 ** 3 * 0.1
-
-
-def _hw(size) -> tuple[int, int]:
-    """``int`` or ``(H, W)`` -> ``(H, W)``."""
-    if isinstance(size, (int, float)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
 
 
 def _grid(n: int, device, dtype) -> torch.Tensor:
@@ -156,7 +151,7 @@ def pixels_to_normalized(points: torch.Tensor, image_size) -> torch.Tensor:
 
     ``points``: ``(..., 2)`` ``(x, y)``; ``image_size``: ``H`` (square) or ``(H, W)``.
     This is ContrastLandmarks / DVE ``kp_normalize`` (-1 / +1: first / last pixel centre)."""
-    h, w = _hw(image_size)
+    h, w = _image_hw(image_size)
     if h < 2 or w < 2:
         raise ValueError(f"image_size must be at least 2 x 2; got {(h, w)}")
     points = torch.as_tensor(points)
@@ -168,7 +163,7 @@ def pixels_to_normalized(points: torch.Tensor, image_size) -> torch.Tensor:
 def normalized_to_pixels(points: torch.Tensor, image_size) -> torch.Tensor:
     """Target frame -> image pixels, the inverse of :func:`pixels_to_normalized`:
     ``x = (x_n + 1) (W - 1) / 2``, ``y = (y_n + 1) (H - 1) / 2``."""
-    h, w = _hw(image_size)
+    h, w = _image_hw(image_size)
     if h < 2 or w < 2:
         raise ValueError(f"image_size must be at least 2 x 2; got {(h, w)}")
     points = torch.as_tensor(points)
@@ -183,8 +178,8 @@ def grid_to_pixels(points: torch.Tensor, map_size, image_size) -> torch.Tensor:
     With strides ``s_x = W / w``, ``s_y = H / h``:
     ``x = (u + 1) / 2 * (w - 1) s_x + 0.5 s_x - 0.5`` (and likewise ``y``), so grid value
     ``linspace(-1, 1, w)[i]`` lands on the cell centre ``(i + 0.5) s_x - 0.5``."""
-    mh, mw = _hw(map_size)
-    h, w = _hw(image_size)
+    mh, mw = _image_hw(map_size)
+    h, w = _image_hw(image_size)
     points = torch.as_tensor(points)
     points = points if points.is_floating_point() else points.float()
     sx, sy = w / mw, h / mh
@@ -374,15 +369,8 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
     epoch_index = repeat_indices(n, num_per_epoch)
     history: dict[str, list[float]] = {"loss": [], "lr": []}
 
-    iterator = range(int(epochs))
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            iterator = tqdm(iterator, desc="regressor", leave=False)
-        except ImportError:  # pragma: no cover
-            pass
     reg.train()
-    for epoch in iterator:
+    for epoch in progress_bar(range(int(epochs)), "regressor", show=progress, leave=False):
         cur = _cosine_lr(lr, floor, epoch, t_max) if schedule == "cosine" else lr
         for group in opt.param_groups:
             group["lr"] = cur
