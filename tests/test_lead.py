@@ -94,13 +94,15 @@ def test_nmf_features_are_non_negative_codes_of_the_hypercolumn():
     assert out.shape == (2, 6, 8, 8) and (out >= 0).all()
 
 
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("method", ["lead", "dve", "cl"])
-def test_train_stage2_runs_and_returns_a_loadable_state(method, one_thread):
+def test_train_stage2_runs_and_returns_a_loadable_state(method, amp, one_thread):
     teacher = Backbone("resnet18")
     images = (torch.rand(6, 3, 40, 40) * 255).to(torch.uint8)
-    cfg = dict(size=32, batch_size=4, steps=2, width=8, feat_dim=8, proj_dim=16)
+    cfg = dict(size=32, batch_size=4, steps=2, width=8, feat_dim=8, proj_dim=16, amp=amp, channels_last=amp)
     art = train_stage2(method, images, teacher, cfg, progress=False)
     assert len(art["history"]) == 2 and all(math.isfinite(v) for v in art["history"])
+    assert all(v.dtype != torch.bfloat16 for v in art["state_dict"].values())    # autocast keeps fp32 weights
     if method == "cl":
         ProjectedHypercolumn(teacher, 8).proj.load_state_dict(art["state_dict"])
     else:

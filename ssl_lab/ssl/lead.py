@@ -38,7 +38,7 @@ from ..progress import bar
 
 from ..nets.backbones import Backbone
 from .augment import color_jitter, random_resized_crop, to_float
-from .train import optimizer_step
+from .train import bf16, nhwc, optimizer_step
 
 TAU = 0.05
 
@@ -222,6 +222,7 @@ DEFAULTS = dict(
     batch_size=32, steps=100, lr=1e-3, weight_decay=1e-4,
     tau=TAU,                                # LEAD's temperature (also used by DVE / CL here)
     tps_jitter=0.1,                         # DVE / CL warps
+    amp=False, channels_last=False,         # bf16 autocast of the networks (losses in float32)
 )
 
 
@@ -246,7 +247,8 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
       * ``"cl"``: :class:`ProjectedHypercolumn` on the frozen ``teacher`` (stage-1 MoCo),
         trained with :func:`~ssl_lab.ssl.equivariance.equivariance_loss` on TPS warps.
 
-    Adam with a cosine decay. Returns ``state_dict`` (of the DenseNet, or of the projector
+    Adam with a cosine decay; ``amp``: the networks run under bf16 autocast (with
+    ``channels_last``: NHWC), the losses in float32. Returns ``state_dict`` (of the DenseNet, or of the projector
     for ``"cl"``), ``history`` (loss per step), ``config``, ``wall_s`` and ``images_per_s``.
     """
     from . import equivariance as eq
@@ -265,6 +267,10 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
         net = ProjectedHypercolumn(teacher, cfg["feat_dim"]).to(device)
     else:
         raise ValueError(f"unknown stage-2 method {method!r}; choose 'lead', 'dve' or 'cl'")
+    if cfg["channels_last"]:
+        for m in (net, head, teacher):
+            if m is not None:
+                m.to(memory_format=torch.channels_last)
     params = [p for m in (net, head) if m is not None for p in m.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps = int(cfg["steps"])
@@ -279,14 +285,20 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
     for _ in bar(range(steps), f"stage 2 {method}", show=progress):
         x = _views(images, torch.randint(len(images), (bs,), generator=gen), cfg, gen, device)
         if method == "lead":
-            with torch.no_grad():
-                h = teacher.hypercolumn(x)
-            f = net(x)
-            f = head(f) if head is not None else f
+            with bf16(device, cfg["amp"]):
+                x = nhwc(x, cfg["channels_last"])
+                with torch.no_grad():
+                    h = teacher.hypercolumn(x)
+                f = net(x)
+                f = head(f) if head is not None else f
+            f, h = f.float(), h.float()            # the loss outside autocast, in float32
             loss = lead_loss(f, f.roll(1, 0), h, h.roll(1, 0), cfg["tau"])
         else:
             grid = eq.random_tps(bs, x.shape[-1], generator=gen, jitter=cfg["tps_jitter"]).to(device)
-            f, f2 = net(x), net(eq.warp(x, grid))
+            with bf16(device, cfg["amp"]):
+                f = net(nhwc(x, cfg["channels_last"]))
+                f2 = net(nhwc(eq.warp(x, grid), cfg["channels_last"]))
+            f, f2 = f.float(), f2.float()
             g = eq.resize_grid(grid, f.shape[-2:])
             if method == "dve":
                 loss = eq.dve_loss(f, f2, f.roll(1, 0), g, tau=cfg["tau"])
