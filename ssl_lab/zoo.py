@@ -382,7 +382,7 @@ def listing(needed=()) -> list[dict]:
 def _load_builtin_recipes():
     """Import the modules that register recipes (added by the LEAD and HSR parts)."""
     import importlib
-    for mod in ("ssl_lab.recipes",):
+    for mod in ("ssl_lab.recipes", "ssl_lab.regression"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -1,0 +1,144 @@
+"""Landmark regression on frozen features (thesis §3.2.4, Tables 3.2-3.7): which features,
+the zoo recipe ``lead/regressor`` that fits a regressor on them, and the errors the
+chapters report, with the mean-shape yardstick.
+
+The protocol is ContrastLandmarks' and DVE's (:mod:`ssl_lab.nets.regressor` says what came
+from where): the frozen network's dense maps are computed once for every image of the
+annotated training split (no augmentation), a :class:`~ssl_lab.nets.regressor.LandmarkRegressor`
+is fit on them, and the error on the test split is the mean over images of the landmark
+error in % of the inter-ocular distance (5 points and the eye centres; 300-W: 68 points
+and the outer eye corners, :func:`ssl_lab.metrics.landmarks.iod_error`).
+
+Feature rows (:data:`FEATURES`): the stage-1 hypercolumns of BYOL and MoCo (the thesis's
+3840-d rows; 960-d for the ResNet-18 below full scale), the same architecture untrained
+(``"random hypercolumn"``, seeded: a yardstick no paper shows), and the stage-2 compact maps
+of LEAD, DVE and CL. Role sets (:data:`SETS`): MAFL, AFLW_M, AFLW_R and 300-W, each a
+SynthFaces ``<set>/train`` and ``<set>/test`` split below full scale.
+
+Budgets: ``small`` fits 20 epochs with ContrastLandmarks' optimiser and a cosine schedule
+over those 20 (our choice, for 2 CPU cores); ``full`` stops at the epoch of a 200-epoch
+cosine schedule that ContrastLandmarks' README reports per set (MAFL 120, AFLW 45, 300-W 80).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import zoo
+from .data import splits
+from .metrics.landmarks import iod_error
+from .nets.backbones import Backbone
+from .nets.regressor import LandmarkRegressor, fit_regressor, predict
+
+#: feature row -> (zoo recipe, its overrides); None: the stage-1 architecture, untrained
+FEATURES = {
+    "BYOL hypercolumn": ("lead/stage1-byol", {}),
+    "MoCo hypercolumn": ("lead/stage1-moco", {}),
+    "random hypercolumn": (None, {}),
+    "LEAD / 64": ("lead/stage2-lead", dict(feat_dim=64, proj_dim=256)),
+    "DVE / 64": ("lead/stage2-dve", dict(feat_dim=64)),
+    "CL / 64": ("lead/stage2-cl", dict(feat_dim=64)),
+}
+#: the thesis's column -> the SynthFaces split prefix of its role
+SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
+#: ContrastLandmarks' README: the epoch of its 200-epoch schedule each set is reported at
+_FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
+
+
+def dense_features(row: str, scale: str, device="cpu", seed: int = 0):
+    """The frozen feature extractor of row ``row`` (:data:`FEATURES`) at ``scale``: a function
+    from float images ``(B, 3, H, W)`` in [0, 1] to maps ``(B, C, H/4, W/4)``."""
+    if row not in FEATURES:
+        raise KeyError(f"unknown feature row {row!r}; known: {list(FEATURES)}")
+    name, overrides = FEATURES[row]
+    if name is None:
+        torch.manual_seed(seed)
+        net = Backbone(zoo.config("lead/stage1-byol", scale)["backbone"]).to(device).eval()
+    else:
+        net = zoo.get(name, scale, device=device, seed=seed, **overrides)
+    fn = net.hypercolumn if isinstance(net, Backbone) else net
+    return lambda x: fn(x.to(device))
+
+
+@torch.no_grad()
+def feature_maps(features, images: torch.Tensor, batch: int = 64, dtype=torch.float16) -> torch.Tensor:
+    """``features`` of many images ``(N, 3, H, W)`` (uint8 or float in [0, 1]), in batches,
+    stored on the CPU as ``dtype``."""
+    out = []
+    for s in range(0, len(images), batch):
+        x = images[s:s + batch]
+        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        out.append(features(x).to("cpu", dtype))
+    return torch.cat(out)
+
+
+def _annotated(set_name: str, part: str, scale: str) -> splits.FaceSet:
+    if scale == "full":
+        raise NotImplementedError("full-scale regression reads the real MAFL / AFLW / 300-W with "
+                                  "ssl_lab.data.faces (see data_scripts/); pass checkpoint= to zoo.get")
+    if set_name not in SETS.values():
+        raise KeyError(f"unknown landmark set {set_name!r}; known: {sorted(SETS.values())}")
+    return splits.load(f"{set_name}/{part}", scale)
+
+
+_REG = {s: dict(scale=s, features="BYOL hypercolumn", set="mafl", epochs=e, batch_size=32,
+                lr=1e-3, weight_decay=5e-4)
+        for s, e in (("smoke", 3), ("small", 20), ("full", None))}
+
+
+def _build_regressor(art, device):
+    reg = LandmarkRegressor(art["in_channels"], art["num_points"])
+    reg.load_state_dict(art["state_dict"])
+    return reg.to(device).eval()
+
+
+@zoo.register("lead/regressor", _REG, build=_build_regressor)
+def train_regressor(cfg, device, seed):
+    """Fit the landmark regressor of ``cfg["features"]`` on the ``cfg["set"]`` training split
+    (the features network of the same ``seed``)."""
+    train = _annotated(cfg["set"], "train", cfg["scale"])
+    t0 = time.perf_counter()
+    feats = feature_maps(dense_features(cfg["features"], cfg["scale"], device, seed), train.data["image"])
+    t1 = time.perf_counter()
+    epochs = cfg["epochs"] or _FULL_EPOCHS[cfg["set"]]
+    schedule = 200 if cfg["epochs"] is None else epochs
+    reg, hist = fit_regressor(feats, train.landmarks, tuple(train.data["image"].shape[-2:]),
+                              visible=train.visible, epochs=epochs, schedule_epochs=schedule,
+                              batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                              seed=seed, device=device)
+    wall = time.perf_counter() - t1
+    return dict(state_dict={k: v.detach().cpu().clone() for k, v in reg.state_dict().items()},
+                in_channels=feats.shape[1], num_points=train.landmarks.shape[1], features=cfg["features"],
+                set=cfg["set"], history=hist["loss"], lr=hist["lr"], feature_s=t1 - t0, wall_s=wall,
+                images_per_s=epochs * len(feats) / wall if wall > 0 else float("nan"))
+
+
+def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: int = 0) -> dict:
+    """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split:
+    ``{"iod": mean % IOD, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``."""
+    test = _annotated(set_name, "test", scale)
+    reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name)
+    feats = feature_maps(dense_features(row, scale, device, seed), test.data["image"])
+    pred = predict(reg, feats, tuple(test.data["image"].shape[-2:]))
+    iod, per_image = iod_error(pred, test.landmarks, visible=test.visible, per_image=True)
+    return dict(iod=iod, per_image=per_image, pred=pred)
+
+
+def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,
+                     test_visible=None, eyes=None) -> float:
+    """The nothing-learned yardstick: every test face predicted at the mean training shape
+    (each landmark's mean position over the training images where it is visible), % IOD
+    (``eyes``: the normalising indices, see :func:`~ssl_lab.metrics.landmarks.iod_error`)."""
+    lm = torch.as_tensor(train_landmarks).double()
+    vis = torch.ones(lm.shape[:2], dtype=torch.bool) if train_visible is None else torch.as_tensor(train_visible, dtype=torch.bool)
+    w = vis[..., None].double()
+    mean = (lm * w).sum(0) / w.sum(0).clamp(min=1)
+    test = torch.as_tensor(test_landmarks).double()
+    return iod_error(mean.expand_as(test), test, eyes=eyes, visible=test_visible)
+
+
+def mean_shape_row(set_name: str, scale: str) -> float:
+    """:func:`mean_shape_error` of the ``set_name`` role at ``scale``."""
+    train, test = _annotated(set_name, "train", scale), _annotated(set_name, "test", scale)
+    return mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)

@@ -1,0 +1,40 @@
+"""Landmark regression on frozen features: the mean-shape yardstick by hand, the recipe end to end."""
+import math
+
+import pytest
+import torch
+
+from ssl_lab.regression import FEATURES, SETS, mean_shape_error
+
+
+def test_mean_shape_error_by_hand():
+    # two training faces whose mean shape is the eyes at (10, 10), (20, 10) and a nose at (15, 15)
+    train = torch.tensor([[[9.0, 10], [19, 10], [15, 14]], [[11, 10], [21, 10], [15, 16]]])
+    test = torch.tensor([[[10.0, 10], [20, 10], [15, 15]],            # the mean shape: 0 % IOD
+                         [[10.0, 13], [20, 13], [15, 18]]])           # shifted by 3 px, IOD 10: 30 %
+    assert mean_shape_error(train, test, eyes=(0, 1)) == pytest.approx(15.0)
+    # an invisible training point is left out of its mean: (100, 100) must not count
+    train3 = torch.cat([train, torch.tensor([[[100.0, 100], [100, 100], [100, 100]]])])
+    vis = torch.tensor([[True] * 3, [True] * 3, [False] * 3])
+    assert mean_shape_error(train3, test, train_visible=vis, eyes=(0, 1)) == pytest.approx(15.0)
+
+
+def test_every_feature_row_and_set_is_known():
+    from ssl_lab import zoo
+    for name, overrides in FEATURES.values():
+        if name is not None:
+            zoo.config(name, "small", **overrides)                      # a recipe with these keys
+    assert set(SETS) == {"MAFL", "AFLW_M", "AFLW_R", "300W"}
+
+
+def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
+    from ssl_lab import zoo
+    from ssl_lab.regression import mean_shape_row, regression_error
+    out = regression_error("random hypercolumn", "mafl", "smoke")       # trains the regressor once
+    assert out["pred"].shape == (64, 5, 2) and math.isfinite(out["iod"]) and out["iod"] > 0
+    art = zoo.load("lead/regressor", "smoke", features="random hypercolumn", set="mafl")
+    assert art["num_points"] == 5 and len(art["history"]) == 3
+    assert all(math.isfinite(v) for v in art["history"])
+    assert math.isfinite(mean_shape_row("mafl", "smoke"))
+    with pytest.raises(KeyError, match="unknown feature row"):
+        regression_error("pixels", "mafl", "smoke")
