@@ -78,3 +78,30 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
                                                   train_wall_s=art.get("wall_s"), images_per_s=art.get("images_per_s")))
         out["path"] = str(results.save(rec))
     return out
+
+
+def last_step(record: dict) -> str:
+    """The row name of a curve record's last snapshot (``"step 4000"``)."""
+    return max((r for r in record["rows"] if r.startswith("step ")), key=lambda r: int(r.split()[1]))
+
+
+def seed_summary(records, columns=("Different", "Same", "same identity, new pose / % IOD")) -> dict:
+    """The end of each recipe's curves over its recorded seeds: ``{recipe: {"seeds", "steps",
+    "values": {column: [one per seed]}, "mean": {column: v}, "std": {column: v}}}``
+    (``std``: sample standard deviation, NaN for one seed). Records of one recipe with
+    different budgets (steps) are a ``ValueError``: they are different experiments."""
+    out = {}
+    for rec in sorted(records, key=lambda r: r["seeds"][0]):
+        name = rec["parameters"]["recipe"]
+        steps = int(last_step(rec).split()[1])
+        entry = out.setdefault(name, dict(seeds=[], steps=steps, values={c: [] for c in columns}))
+        if entry["steps"] != steps:
+            raise ValueError(f"{name}: curves of {entry['steps']} and {steps} steps are different budgets")
+        entry["seeds"].append(rec["seeds"][0])
+        for c in columns:
+            entry["values"][c].append(float(rec["rows"][last_step(rec)][c]))
+    for entry in out.values():
+        vals = {c: torch.tensor(v, dtype=torch.float64) for c, v in entry["values"].items()}
+        entry["mean"] = {c: v.mean().item() for c, v in vals.items()}
+        entry["std"] = {c: v.std().item() if len(v) > 1 else float("nan") for c, v in vals.items()}
+    return out

@@ -49,32 +49,46 @@ def face_grid(images, landmarks=None, visible=None, titles=None, ncols: int = 8,
     return fig
 
 
-def learning_curve(record: dict, columns=("Same", "Different", "same identity, new pose / % IOD")):
-    """A recorded stage-1 learning curve (:mod:`ssl_lab.learning_curve`): the matching error
-    over images seen, one panel per column, with the nothing-learned yardsticks dashed; and,
-    when the record has them, a last panel with each hypercolumn stage alone (different
-    identity). Returns the figure."""
-    rows = record["rows"]
-    steps = sorted((r for r in rows if r.startswith("step ")), key=lambda r: int(r.split()[1]))
-    batch = record["parameters"]["config"]["batch_size"]
-    x = [int(r.split()[1]) * batch / 1000 for r in steps]
-    levels = all("levels" in rows[r] for r in steps)
+def learning_curve(records, columns=("Same", "Different", "same identity, new pose / % IOD")):
+    """Recorded stage-1 learning curves (:mod:`ssl_lab.learning_curve`) of one recipe: one
+    record or a list of them (its seeds, one line each), the matching error over images seen,
+    one panel per column, with the nothing-learned yardsticks of the first record in grey
+    (dashed: copying positions, dotted: 7x7 patches); and, when the records have them, a last
+    panel with each hypercolumn stage alone on different identity (one colour per stage, one
+    line per seed). Returns the figure."""
+    records = [records] if isinstance(records, dict) else list(records)
+    first = records[0]["rows"]
+    curves = []
+    for rec in records:
+        rows = rec["rows"]
+        steps = sorted((r for r in rows if r.startswith("step ")), key=lambda r: int(r.split()[1]))
+        batch = rec["parameters"]["config"]["batch_size"]
+        curves.append((rec, rows, steps, [int(r.split()[1]) * batch / 1000 for r in steps]))
+    levels = all("levels" in rows[r] for _, rows, steps, _ in curves for r in steps)
     fig, axes = plt.subplots(1, len(columns) + levels, figsize=(3.6 * (len(columns) + levels), 2.8))
+    axes = np.atleast_1d(axes)
+    label = lambda rec: f"seed {rec['seeds'][0]}" if "seeds" in rec else rec["parameters"]["recipe"]
+    xlabel = "thousand images seen (step 0: random init)"
     if levels:
-        ax = np.atleast_1d(axes)[-1]
-        for level in rows[steps[0]]["levels"]:
-            ax.plot(x, [rows[r]["levels"][level] for r in steps], marker=".", label=level)
-        ax.plot(x, [rows[r]["Different"] for r in steps], c="k", lw=2, label="hypercolumn")
-        ax.axhline(rows["no features"]["Different"], ls="--", c="grey", lw=1)
-        ax.set_xlabel("thousand images seen (step 0: random init)", fontsize=8)
+        ax = axes[-1]
+        for n, (rec, rows, steps, x) in enumerate(curves):
+            for c, level in enumerate(rows[steps[0]]["levels"]):
+                ax.plot(x, [rows[r]["levels"][level] for r in steps], marker=".", c=f"C{c}", lw=1,
+                        alpha=1 if n == 0 else 0.5, label=level if n == 0 else None)
+            ax.plot(x, [rows[r]["Different"] for r in steps], c="k", lw=2 if n == 0 else 1,
+                    label="hypercolumn" if n == 0 else None)
+        ax.axhline(first["no features"]["Different"], ls="--", c="grey", lw=1)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_title("each stage alone, different identity", fontsize=9)
         ax.legend(fontsize=7)
-    for ax, col in zip(np.atleast_1d(axes), columns):
-        ax.plot(x, [rows[r][col] for r in steps], marker="o", label=record["parameters"]["recipe"])
+    for ax, col in zip(axes, columns):
+        for rec, rows, steps, x in curves:
+            ax.plot(x, [rows[r][col] for r in steps], marker="o", ms=3, label=label(rec))
         for name, style in (("no features", "--"), ("7x7 pixel patches", ":")):
-            ax.axhline(rows[name][col], ls=style, c="grey", lw=1, label=name)
-        ax.set_xlabel("thousand images seen (step 0: random init)", fontsize=8)
+            ax.axhline(first[name][col], ls=style, c="grey", lw=1, label=name)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_title(col if "/" in col else f"{col} identity (px at 70)", fontsize=9)
-    np.atleast_1d(axes)[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(records[0]["parameters"]["recipe"], fontsize=10)
     fig.tight_layout()
     return fig

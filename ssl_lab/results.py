@@ -116,3 +116,14 @@ def across_seeds(chapter: str, table: str, root: Path | None = None) -> dict | N
             std[row][col] = vals.std().item() if len(vals) > 1 else float("nan")
     return dict(scale=top["scale"], seeds=[s for k in sorted(by_seed) for s in k], records=recs,
                 mean=mean, std=std)
+
+
+def beyond_spread(a, b, k: float = 2.0) -> bool | None:
+    """Whether two sets of one measurement (e.g. a metric over seeds) differ by more than
+    ``k`` times the larger of their sample standard deviations (ddof 1):
+    ``|mean(a) - mean(b)| > k * max(sd(a), sd(b))``. None when either holds fewer than two
+    values: with no spread measured, no difference is a finding."""
+    a, b = (torch.as_tensor([float(v) for v in x], dtype=torch.float64) for x in (a, b))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return bool((a.mean() - b.mean()).abs() > k * max(a.std(), b.std()))

@@ -51,8 +51,9 @@ def page_note(scale: str) -> str:
     return {
         "smoke": f"Scale 'smoke': every network on this page trained for a few steps only and is {where}. "
                  "Its numbers and pictures prove the code path; they are not findings.",
-        "small": f"Scale 'small': SynthFaces networks trained until their learning gates passed (see each "
-                 f"artefact's manifest), {where}.",
+        "small": f"Scale 'small': networks trained on SynthFaces at the small budget, {where}. Each one's "
+                 "learning gates are evaluated (its manifest and the page's gate tables say which passed); a "
+                 "number is a finding only where they pass.",
         "full": "Scale 'full': the thesis's networks and data sets, from the checkpoints trained with "
                 "`python -m ssl_lab train RECIPE --scale full` (or passed as checkpoint=).",
     }[scale]

@@ -230,3 +230,12 @@ def test_recorded_runs_leave_out_the_shipped_zoo(tmp_path):
     (tmp_path / "zoo" / "lead" / "stage1-byol").mkdir(parents=True)
     (tmp_path / "zoo" / "lead" / "stage1-byol" / "small-seed0.json").write_text('{"recipe": "lead/stage1-byol"}')
     assert [r["chapter"] for r in results.load_all(root=tmp_path)] == ["lead/x"]
+
+
+def test_beyond_spread_by_hand():
+    from ssl_lab.results import beyond_spread
+    # means 1 and 5, sds 1 and 1 (ddof 1 of (0, 1, 2) and (4, 5, 6)): |4| > 2 x 1
+    assert beyond_spread([0, 1, 2], [4, 5, 6]) is True
+    assert beyond_spread([0, 1, 2], [4, 5, 6], k=4.0) is False             # |4| > 4 x 1 fails
+    assert beyond_spread([0, 2, 4], [3, 4, 5]) is False                    # sd 2: |1| < 4
+    assert beyond_spread([1.0], [5, 6]) is None                            # one seed: no spread

@@ -145,3 +145,22 @@ def test_stage1_learning_curve_evaluates_every_snapshot_with_its_yardsticks(home
     from ssl_lab.plotting import learning_curve
     fig = learning_curve({"rows": out["rows"], "parameters": {"config": cfg, "recipe": "lead/stage1-byol"}})
     assert len(fig.axes) == 4                                          # three columns + the stages
+    rec = {"rows": out["rows"], "parameters": {"config": cfg, "recipe": "lead/stage1-byol"}, "seeds": [0]}
+    fig = learning_curve([rec, {**rec, "seeds": [1]}])                  # two seeds: a line each
+    assert len(fig.axes) == 4
+    assert [l.get_label() for l in fig.axes[1].lines][:2] == ["seed 0", "seed 1"]
+
+
+def test_seed_summary_takes_each_curve_at_its_last_step():
+    from ssl_lab.learning_curve import seed_summary
+    rec = lambda seed, last, steps=4000: {"seeds": [seed], "parameters": {"recipe": "lead/stage1-byol"},
+                                          "rows": {"step 0": {"Different": 22.0, "Same": 4.0},
+                                                   f"step {steps}": {"Different": last, "Same": 3.0},
+                                                   f"step {steps // 2}": {"Different": 99.0, "Same": 9.0}}}
+    out = seed_summary([rec(1, 16.0), rec(0, 14.0)], columns=("Different", "Same"))["lead/stage1-byol"]
+    assert out["seeds"] == [0, 1] and out["steps"] == 4000
+    assert out["values"]["Different"] == [14.0, 16.0]
+    assert out["mean"]["Different"] == 15.0 and abs(out["std"]["Different"] - 2 ** 0.5) < 1e-12
+    assert math.isnan(seed_summary([rec(0, 14.0)], columns=("Different",))["lead/stage1-byol"]["std"]["Different"])
+    with pytest.raises(ValueError, match="different budgets"):
+        seed_summary([rec(0, 14.0), rec(1, 15.0, steps=2000)], columns=("Different",))
