@@ -18,8 +18,10 @@ every split's definition). The **slot** (the shipped file's name) covers only re
 seed and the overrides that differ from the scale's config, so a shipped file whose key no
 longer matches is found and explained rather than silently ignored.
 
-Shipped files are compact: what only training needs (:data:`TRAINING_ONLY`) is dropped, and float32 tensors are stored as float16 and restored to float32 on load (the
-chapters are executed with the restored weights, so what they print is what ships). A
+Shipped files are compact: what only training needs (:data:`TRAINING_ONLY`) is dropped, and
+float32 tensors are stored as float16, or, for recipes registered with ``store="int8"``, large
+weights as int8 with a scale per output channel (:func:`_compact`), and restored to float32 on
+load (the chapters are executed with the restored weights, so what they print is what ships). A
 manifest beside each file records recipe, config, key, seed, device, torch, commit, wall
 time, images/s, the training-loss curve, the gates it passed and the file's sha256.
 
@@ -62,15 +64,20 @@ class Recipe:
     train: Callable[[dict, Any, int], Any]
     configs: dict            # scale -> config dict
     build: Callable[[Any, Any], Any] | None = None
+    store: str = "float16"   # how shipped files keep float32 weights: "float16" or "int8"
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def register(name: str, configs: dict, build: Callable | None = None):
-    """Decorator: ``@register("lead/stage1-byol", {"smoke": {...}, "small": {...}, "full": {...}})``."""
+def register(name: str, configs: dict, build: Callable | None = None, store: str = "float16"):
+    """Decorator: ``@register("lead/stage1-byol", {"smoke": {...}, "small": {...}, "full": {...}})``.
+    ``store="int8"``: shipped files keep large weight tensors as int8 (:func:`_compact`)."""
+    if store not in STORES:
+        raise ValueError(f"store must be one of {sorted(STORES)}, got {store!r}")
+
     def deco(train):
-        RECIPES[name] = Recipe(name, train, configs, build)
+        RECIPES[name] = Recipe(name, train, configs, build, store)
         return train
     return deco
 
@@ -199,25 +206,42 @@ def _check_sha(path: Path, manifest: dict):
 TRAINING_ONLY = ("state", "student_state_dict", "snapshots")
 
 
-def _halve(obj):
-    """float32 tensors -> float16 where their values fit its range (finite, |x| < 6e4); the
-    precision lost is what the book evaluates (the chapters run on the restored weights)."""
+#: what ``stored`` says in a manifest, per recipe ``store``
+STORES = {"float16": "float32 tensors as float16 (restored on load); training state dropped",
+          "int8": "float32 weights of >= 2 dims and >= 1024 values as int8 with a float32 scale per "
+                  "output channel, other float32 tensors as float16 (restored on load); training state dropped"}
+_INT8 = "__int8__"
+
+
+def _compact(obj, int8: bool = False):
+    """float32 tensors -> float16 where their values fit its range (finite, |x| < 6e4); with
+    ``int8``, those of at least 2 dims and 1024 values (convolution and linear weights) ->
+    ``{"__int8__": q, "scale": s}``, symmetric per output channel (dim 0): ``s = max|w| / 127``,
+    ``q = round(w / s)``. The precision lost is what the book evaluates (the chapters run on the
+    restored weights)."""
     if torch.is_tensor(obj):
-        if obj.dtype == torch.float32 and obj.numel() and torch.isfinite(obj).all() and obj.abs().max() < 6e4:
-            return obj.half()
-        return obj
+        if obj.dtype != torch.float32 or not obj.numel() or not torch.isfinite(obj).all():
+            return obj
+        if int8 and obj.dim() >= 2 and obj.numel() >= 1024:
+            scale = obj.abs().flatten(1).amax(1).clamp(min=1e-30) / 127
+            q = (obj / scale.view(-1, *[1] * (obj.dim() - 1))).round().clamp(-127, 127).to(torch.int8)
+            return {_INT8: q, "scale": scale}
+        return obj.half() if obj.abs().max() < 6e4 else obj
     if isinstance(obj, dict):
-        return {k: _halve(v) for k, v in obj.items()}
+        return {k: _compact(v, int8) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_halve(v) for v in obj)
+        return type(obj)(_compact(v, int8) for v in obj)
     return obj
 
 
 def _restore(obj):
-    """float16 tensors -> float32 (the inverse of :func:`_halve` on what it changed)."""
+    """The inverse of :func:`_compact` on what it changed: float16 and int8 -> float32."""
     if torch.is_tensor(obj):
         return obj.float() if obj.dtype == torch.float16 else obj
     if isinstance(obj, dict):
+        if set(obj) == {_INT8, "scale"}:
+            q = obj[_INT8]
+            return q.float() * obj["scale"].view(-1, *[1] * (q.dim() - 1))
         return {k: _restore(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_restore(v) for v in obj)
@@ -242,14 +266,15 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
     meta = info(name, scale, seed, cached=True, **overrides) or {}
     if isinstance(art, dict):                                    # not needed to evaluate
         art = {k: v for k, v in art.items() if k not in TRAINING_ONLY}
-    out = atomic_save(_halve(art), shipped_path(name, scale, seed, **overrides))
+    store = recipe(name).store
+    out = atomic_save(_compact(art, int8=store == "int8"), shipped_path(name, scale, seed, **overrides))
     from .data.splits import RENDERER_VERSION
     history = art.get("history") if isinstance(art, dict) else None
     manifest = dict(
         recipe=name, scale=scale, seed=seed, overrides=_real_overrides(name, scale, overrides),
         config=config(name, scale, **overrides), key=key(name, scale, seed, **overrides),
         renderer=RENDERER_VERSION, splits=_splits_key(), file=out.name, sha256=sha256(out),
-        bytes=out.stat().st_size, stored="float32 tensors as float16 (restored on load); training state dropped",
+        bytes=out.stat().st_size, stored=STORES[store],
         device=meta.get("device"), torch=meta.get("torch"), commit=meta.get("commit"),
         wall_time_s=meta.get("wall_time_s"), images_per_s=_images_per_s(art),
         loss_curve=_curve(history), gates=gates or (art.get("gates") if isinstance(art, dict) else None),

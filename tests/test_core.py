@@ -239,3 +239,33 @@ def test_beyond_spread_by_hand():
     assert beyond_spread([0, 1, 2], [4, 5, 6], k=4.0) is False             # |4| > 4 x 1 fails
     assert beyond_spread([0, 2, 4], [3, 4, 5]) is False                    # sd 2: |1| < 4
     assert beyond_spread([1.0], [5, 6]) is None                            # one seed: no spread
+
+
+def test_int8_storage_by_hand_and_round_trip():
+    # one output channel: max |w| = 127 -> scale 1, so the integers come back exactly
+    w = torch.arange(-127.0, 127.0 + 1).repeat(8, 1)[:, :1024 // 8 + 1]   # (8, 129): >= 1024 values
+    w[1] *= 0.5                                                           # scale 0.5 on row 1
+    packed = zoo._compact({"w": w, "b": torch.ones(8), "n": torch.tensor(3)}, int8=True)
+    assert packed["w"][zoo._INT8].dtype == torch.int8 and packed["b"].dtype == torch.float16
+    assert torch.allclose(packed["w"]["scale"][:2], torch.tensor([1.0, 0.5]))
+    back = zoo._restore(packed)
+    assert torch.equal(back["w"], w) and back["b"].dtype == torch.float32 and back["n"].item() == 3
+    g = torch.Generator().manual_seed(0)
+    conv = torch.randn(64, 32, 3, 3, generator=g)
+    err = (zoo._restore(zoo._compact(conv, int8=True)) - conv).abs()
+    per_channel_step = conv.abs().flatten(1).amax(1) / 127
+    assert (err <= per_channel_step.view(-1, 1, 1, 1) / 2 + 1e-6).all()  # within half a step
+    small = torch.randn(4, 4, generator=g)                               # under 1024 values: float16
+    assert zoo._compact(small, int8=True).dtype == torch.float16
+
+
+def test_a_recipe_stored_as_int8_ships_int8(home):
+    zoo.register("test/int8", {"smoke": {"n": 2048}}, store="int8")(
+        lambda cfg, device, seed: {"state_dict": {"w": torch.randn(2, cfg["n"] // 2)}})
+    path = zoo.ship("test/int8", "smoke")
+    raw = torch.load(path, weights_only=False)
+    assert raw["state_dict"]["w"][zoo._INT8].dtype == torch.int8
+    assert json.loads(path.with_suffix(".json").read_text())["stored"] == zoo.STORES["int8"]
+    assert zoo.get("test/int8", "smoke")["state_dict"]["w"].dtype == torch.float32
+    with pytest.raises(ValueError, match="store must be"):
+        zoo.register("test/bad", {"smoke": {}}, store="int4")
