@@ -13,6 +13,10 @@ LEAD stage 1 (the correspondence chapter), on DVE's different-identity error:
 
 LEAD stage 2 (the matching chapter): ``S2``: LEAD-64 within 1.2 x its BYOL teacher's
 hypercolumn error.
+
+Landmark regression (the regression chapter, % IOD): ``R <set>``: the regressor on LEAD-64
+below both nothing-learned yardsticks, the mean training shape and the regressor on
+random-init hypercolumns, on every role set.
 """
 from __future__ import annotations
 
@@ -46,3 +50,20 @@ def stage2(table: dict, column: str = COLUMN, lead: str = "LEAD / 64", teacher: 
     of its BYOL teacher (the thesis's "LEAD / 3840" row)."""
     d = {k: v[column] for k, v in table.items()}
     return [_row("S2", d[lead] <= 1.2 * d[teacher], d[lead], 1.2 * d[teacher], f"{lead} <= 1.2 x {teacher}")]
+
+
+def regression(table: dict, lead: str = "LEAD / 64",
+               yardsticks=("mean shape", "random hypercolumn")) -> list[dict]:
+    """Gate R on a Table 3.2 ``{row: {set: % IOD}}``, one row per set ``lead`` was measured on:
+    ``lead`` below every yardstick row measured on that set (a yardstick missing on a set is
+    named in that row's rule, never silently dropped)."""
+    out = []
+    for col, value in table[lead].items():
+        have = [y for y in yardsticks if col in table.get(y, {})]
+        missing = [y for y in yardsticks if y not in have]
+        if not have:
+            raise ValueError(f"no yardstick measured on {col}: gate R cannot be evaluated there")
+        bound = min(table[y][col] for y in have)
+        rule = f"{lead} < min({', '.join(have)})" + (f"; not measured: {', '.join(missing)}" if missing else "")
+        out.append(_row(f"R {col}", value < bound, value, bound, rule))
+    return out

@@ -1,5 +1,7 @@
 """The learning gates, on hand-made tables."""
 from ssl_lab import gates
+import pytest
+
 
 
 def test_stage1_gates_by_hand():
@@ -18,3 +20,16 @@ def test_stage2_gate_by_hand():
     assert gates.stage2(t)[0]["passed"]                                 # 3.5 <= 3.6
     t["LEAD / 64"]["Different"] = 3.7
     assert not gates.stage2(t)[0]["passed"]
+
+
+def test_regression_gate_by_hand():
+    from ssl_lab.gates import regression
+    table = {"LEAD / 64": {"MAFL": 4.0, "300W": 9.0},
+             "mean shape": {"MAFL": 8.0, "300W": 8.5},
+             "random hypercolumn": {"MAFL": 5.0}}
+    g = {r["gate"]: r for r in regression(table)}
+    assert g["R MAFL"]["passed"] and g["R MAFL"]["bound"] == 5.0          # the lower yardstick binds
+    assert not g["R 300W"]["passed"] and g["R 300W"]["bound"] == 8.5
+    assert "not measured: random hypercolumn" in g["R 300W"]["rule"]     # named, not dropped
+    with pytest.raises(ValueError, match="no yardstick"):
+        regression({"LEAD / 64": {"AFLW_M": 1.0}, "mean shape": {}})
