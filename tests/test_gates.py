@@ -1,6 +1,7 @@
 """The learning gates, on hand-made tables."""
-from ssl_lab import gates
 import pytest
+
+from ssl_lab import gates
 
 
 
