@@ -46,9 +46,10 @@ SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 _FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
 
 
-def dense_features(row: str, scale: str, device="cpu", seed: int = 0):
+def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torch.float32):
     """The frozen feature extractor of row ``row`` (:data:`FEATURES`) at ``scale``: a function
-    from float images ``(B, 3, H, W)`` in [0, 1] to maps ``(B, C, H/4, W/4)``."""
+    from float images ``(B, 3, H, W)`` in [0, 1] to maps ``(B, C, H/4, W/4)``, computed in
+    ``dtype``."""
     if row not in FEATURES:
         raise KeyError(f"unknown feature row {row!r}; known: {list(FEATURES)}")
     name, overrides = FEATURES[row]
@@ -57,8 +58,9 @@ def dense_features(row: str, scale: str, device="cpu", seed: int = 0):
         net = Backbone(zoo.config("lead/stage1-byol", scale)["backbone"]).to(device).eval()
     else:
         net = zoo.get(name, scale, device=device, seed=seed, **overrides)
+    net = net.to(dtype)
     fn = net.hypercolumn if isinstance(net, Backbone) else net
-    return lambda x: fn(x.to(device))
+    return lambda x: fn(x.to(device, dtype))
 
 
 @torch.no_grad()
@@ -115,12 +117,14 @@ def train_regressor(cfg, device, seed):
 
 
 def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: int = 0) -> dict:
-    """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split:
+    """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split, features
+    and regressor in float64 (so that the chapters print the same on every CPU):
     ``{"iod": mean % IOD, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``."""
     test = _annotated(set_name, "test", scale)
-    reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name)
-    feats = feature_maps(dense_features(row, scale, device, seed), test.data["image"])
-    pred = predict(reg, feats, tuple(test.data["image"].shape[-2:]))
+    reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name).double()
+    feats = feature_maps(dense_features(row, scale, device, seed, torch.float64), test.data["image"],
+                         dtype=torch.float64)
+    pred = predict(reg, feats, tuple(test.data["image"].shape[-2:]), dtype=torch.float64)
     iod, per_image = iod_error(pred, test.landmarks, visible=test.visible, per_image=True)
     return dict(iod=iod, per_image=per_image, pred=pred)
 

@@ -396,15 +396,16 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
 
 @torch.no_grad()
 def predict(regressor: LandmarkRegressor, features: torch.Tensor, image_size,
-            batch: int = 256) -> torch.Tensor:
+            batch: int = 256, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Landmarks ``(N, K, 2)`` in image pixels (float32, on CPU) of precomputed features
-    ``(N, C, h, w)``, in batches of ``batch`` moved to the regressor's device as float32."""
+    ``(N, C, h, w)``, in batches of ``batch`` moved to the regressor's device as ``dtype``
+    (the regressor must be in ``dtype`` too; float64 prints the same on every CPU)."""
     device = regressor.filters.device
     was_training = regressor.training
     regressor.eval()
     out = []
     for start in range(0, features.shape[0], batch):
-        feat = features[start:start + batch].to(device=device, dtype=torch.float32)
+        feat = features[start:start + batch].to(device=device, dtype=dtype)
         pred, _ = regressor(feat)
         out.append(normalized_to_pixels(pred.double(), image_size).float().cpu())
     regressor.train(was_training)
