@@ -396,15 +396,38 @@ HSR_VARIANTS = {"StyleGAN2-ADA": dict(features="none"),
                 "HSR without PLR": dict(features="ViT DINO", pl_weight=0.0)}
 
 
-def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
-    """Every ``(recipe, scale, seed, overrides)`` the chapters load at ``scale``: what the
-    shipped zoo must hold for the book to evaluate without training."""
+def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
+    """Every ``(recipe, scale, seed, overrides)`` that chapter ``chapter`` (its path under
+    ``book/`` without the suffix, e.g. ``"lead/matching"``) loads at ``scale``: what the
+    shipped zoo must hold for that page to evaluate without training."""
     s = lambda name, sd=seed, **ov: (name, scale, sd, ov)
-    cfg = zoo.config("hsr/branch", scale)
-    warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
-    return [s("lead/stage1-byol"), s("lead/stage1-moco"), s("lead/supervised"),
-            *(s("lead/stage2-lead", feat_dim=c, proj_dim=p) for c, p in LEAD_CONFIGS.values()),
-            s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
-            s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256),
-            s("hsr/vit-dino", 0), s("lead/supervised", 1),                 # HSR's ViT DINO; the FD network
-            s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
+    stage1 = [s("lead/stage1-byol"), s("lead/stage1-moco"), s("lead/supervised")]
+    if chapter in ("lead/correspondences", "lead/part_clusters"):
+        return stage1
+    if chapter == "lead/matching":
+        return [s("lead/stage1-byol"), s("lead/stage1-moco"),
+                *(s("lead/stage2-lead", feat_dim=c, proj_dim=p) for c, p in LEAD_CONFIGS.values()),
+                s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
+                s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256)]
+    if chapter == "lead/regression":
+        from .regression import FEATURES, TABLE_3_2
+        feats = {(FEATURES[row][0], tuple(sorted(FEATURES[row][1].items()))) for row in TABLE_3_2
+                 if FEATURES[row][0] is not None}
+        return [*(s(name, **dict(ov)) for name, ov in sorted(feats)),
+                *(s("lead/regressor", features=row, set=st) for row, sets in TABLE_3_2.items() for st in sets)]
+    if chapter in ("hsr/method", "hsr/design_choices"):
+        cfg = zoo.config("hsr/branch", scale)
+        warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
+        return [s("lead/stage1-byol"), s("lead/supervised"), s("hsr/vit-dino", 0),
+                s("lead/supervised", 1),                                   # the FD network
+                s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
+    return []
+
+
+def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
+    """Every artefact any chapter loads at ``scale`` (the union of :func:`chapter_artefacts`)."""
+    out = []
+    for chapter in ("lead/correspondences", "lead/part_clusters", "lead/matching", "lead/regression",
+                    "hsr/method", "hsr/design_choices"):
+        out += [a for a in chapter_artefacts(chapter, scale, seed) if a not in out]
+    return out

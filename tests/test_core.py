@@ -1,5 +1,6 @@
 """scales, zoo, results, paths, cli: the plumbing every chapter relies on."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -211,11 +212,23 @@ def test_the_cli_ships_and_lists(home, capsys):
     assert "smoke-seed1-n=5" in out and " ok " in out and "shipped zoo" in out
 
 
+def _default_scale(notebook) -> str:
+    """The ``scale = "..."`` default of a chapter's parameters cell."""
+    import re
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    return re.search(r'^scale = "(\w+)"', "".join(cell["source"]), re.M).group(1)
+
+
 def test_the_book_finds_every_artefact_it_loads_shipped_and_current():
-    """The chapters evaluate only shipped artefacts: each one they load at their default
-    (smoke) scale is in results/zoo with a current key and an intact file."""
+    """The chapters evaluate only shipped artefacts: each one a chapter loads at its default
+    scale is in results/zoo with a current key and an intact file."""
     from ssl_lab import recipes
-    missing = [zoo.train_command(n, s, sd, **ov) for n, s, sd, ov in recipes.book_artefacts("smoke")
+    book = Path(__file__).resolve().parents[1] / "book"
+    needed = [a for nb in sorted(book.rglob("*.ipynb")) if ".ipynb_checkpoints" not in nb.parts
+              for a in recipes.chapter_artefacts(str(nb.relative_to(book).with_suffix("")), _default_scale(nb))]
+    assert needed and all(a in recipes.book_artefacts(a[1]) for a in needed)
+    missing = [zoo.train_command(n, s, sd, **ov) for n, s, sd, ov in needed
                if zoo.shipped_manifest(n, s, sd, **ov) is None]
     assert not missing, "not shipped or stale; make them with:\n" + "\n".join(missing)
     bad = [r for r in zoo.listing() if r["status"] != "ok"]
