@@ -185,10 +185,12 @@ def hypercolumn(feats, size=None, normalize: bool = True, levels=STAGES) -> torc
 def hypercolumns(net: Backbone, images: torch.Tensor, batch: int = 64, device="cpu",
                  dtype=torch.float16) -> torch.Tensor:
     """Hypercolumns of many images ``(N, 3, H, W)`` (uint8 or float in [0, 1]), computed in
-    batches on ``device`` and stored on the CPU as ``dtype`` (half the memory of float32)."""
+    batches on ``device`` in the network's own dtype (float64 after ``net.double()``: the same
+    on every CPU) and stored on the CPU as ``dtype`` (float16: half the memory of float32)."""
     out = []
+    compute = next(net.parameters()).dtype
     for s in range(0, len(images), batch):
         x = images[s:s + batch].to(device)
-        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        x = x.to(compute).div(255) if x.dtype == torch.uint8 else x.to(compute)
         out.append(net.hypercolumn(x).to("cpu", dtype))
     return torch.cat(out)
