@@ -590,3 +590,17 @@ def test_dve_matching_refuses_pairs_of_one_identity():
     kp = torch.tensor([[[3.0, 4.0], [9.0, 4.0]]]).expand(4, -1, -1).clone()
     with pytest.raises(ValueError, match="dve_order"):
         dve_matching(lambda x: x, torch.rand(4, 3, 16, 16), kp, identity=torch.tensor([0, 0, 1, 2]))
+
+
+def test_nearest_cell_match_normalised_takes_the_cosine_not_the_norm():
+    """Source descriptor (1, 0); target cells (3, 3) (dot 3, cosine 0.71) at (x 0, y 0) and
+    (1, 0) (dot 1, cosine 1) at (x 1, y 0): the raw dot product takes the large cell, the
+    normalised match the parallel one."""
+    from ssl_lab.metrics.landmarks import nearest_cell_match
+    src = torch.zeros(1, 2, 1, 2, dtype=torch.float64)
+    src[0, :, 0, 0] = torch.tensor([1.0, 0.0])
+    tgt = torch.zeros(1, 2, 1, 2, dtype=torch.float64)
+    tgt[0, :, 0, 0], tgt[0, :, 0, 1] = torch.tensor([3.0, 3.0]), torch.tensor([1.0, 0.0])
+    kp = torch.tensor([[[0.0, 0.0]]], dtype=torch.float64)
+    assert nearest_cell_match(src, tgt, kp, stride=4).tolist() == [[[0.0, 0.0]]]
+    assert nearest_cell_match(src, tgt, kp, stride=4, normalize=True).tolist() == [[[4.0, 0.0]]]

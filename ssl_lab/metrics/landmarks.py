@@ -377,11 +377,15 @@ def dve_warp_pairs(images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0,
     return dict(im1=im1, im2=im2, kp1=kp1, kp2=kp2)
 
 
-def nearest_cell_match(feat_src: torch.Tensor, feat_tgt: torch.Tensor, kp_src: torch.Tensor, stride: float) -> torch.Tensor:
+def nearest_cell_match(feat_src: torch.Tensor, feat_tgt: torch.Tensor, kp_src: torch.Tensor, stride: float,
+                       normalize: bool = False) -> torch.Tensor:
     """DVE's ``find_descriptor``: the source descriptor at the feature cell nearest to each
-    keypoint (``round(x / stride)``, clamped), matched by the largest *dot product* (no
-    normalisation) over the target map; the prediction is that cell's index times the stride.
-    ``(B, C, h, w)`` maps, ``(B, K, 2)`` keypoints -> ``(B, K, 2)`` pixels."""
+    keypoint (``round(x / stride)``, clamped), matched by the largest *dot product* over the
+    target map; the prediction is that cell's index times the stride. ``normalize``: L2-normalise
+    every cell's descriptor first (the dot product becomes the cosine), as ContrastLandmarks'
+    matching validation does. ``(B, C, h, w)`` maps, ``(B, K, 2)`` keypoints -> ``(B, K, 2)`` pixels."""
+    if normalize:
+        feat_src, feat_tgt = F.normalize(feat_src, dim=1), F.normalize(feat_tgt, dim=1)
     B, C, h, w = feat_src.shape
     ix = (kp_src[..., 0] / stride).round().long().clamp(0, w - 1)
     iy = (kp_src[..., 1] / stride).round().long().clamp(0, h - 1)
@@ -427,7 +431,14 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
     Consecutive test images form the pairs (2i, 2i + 1). Every image gets two random warps
     (:func:`dve_warp_pairs`). *Same identity*: the first image's ``im1`` against its own
     ``im2`` (a warped copy of itself); *different identity*: against the next image's
-    ``im2``. Each of the first image's keypoints is matched by :func:`nearest_cell_match`;
+    ``im2``. Each of the first image's keypoints is matched by :func:`nearest_cell_match`
+    on L2-normalised descriptors: DVE's ``test_matching.py`` takes the raw dot product (its
+    normalising branch is ``if False``), but ContrastLandmarks' ``train_feature_projector.py``,
+    the code LEAD builds on, normalises every descriptor before matching (layer by layer for a
+    hypercolumn, which :func:`ssl_lab.nets.backbones.hypercolumn` already does; the whole vector
+    for compact features), noting that performance drops otherwise. A loss built on cosine
+    similarities (LEAD's, DVE's, CL's) leaves the norms free, and the raw dot product then
+    favours the cells of largest norm;
     the error is the distance to the target's (warped) keypoint over all points, reported
     in pixels of a 70-px image (DVE's unit: the thesis's Table 3.1 prints it under an
     "IOD %" heading) and in % of the target's inter-ocular distance. ``features``: float
@@ -447,7 +458,7 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
     kp_src = v["kp1"][0::2]
     out = {"pairs": n // 2}
     for kind, t in (("same", slice(0, None, 2)), ("different", slice(1, None, 2))):
-        pred = nearest_cell_match(src, tgt[t], kp_src, stride)
+        pred = nearest_cell_match(src, tgt[t], kp_src, stride, normalize=True)
         gt = v["kp2"][t]
         err = (pred - gt).norm(dim=-1)
         out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / imgs.shape[-1])
