@@ -137,19 +137,20 @@ def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: in
 
 
 def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,
-                     test_visible=None, eyes=None) -> float:
+                     test_visible=None, eyes=None, per_image: bool = False):
     """The nothing-learned yardstick: every test face predicted at the mean training shape
     (each landmark's mean position over the training images where it is visible), % IOD
-    (``eyes``: the normalising indices, see :func:`~ssl_lab.metrics.landmarks.iod_error`)."""
+    (``eyes``: the normalising indices, see :func:`~ssl_lab.metrics.landmarks.iod_error`);
+    ``per_image=True`` also returns each test image's error, as ``iod_error`` does."""
     lm = torch.as_tensor(train_landmarks).double()
     vis = torch.ones(lm.shape[:2], dtype=torch.bool) if train_visible is None else torch.as_tensor(train_visible, dtype=torch.bool)
     w = vis[..., None].double()
     mean = (lm * w).sum(0) / w.sum(0).clamp(min=1)
     test = torch.as_tensor(test_landmarks).double()
-    return iod_error(mean.expand_as(test), test, eyes=eyes, visible=test_visible)
+    return iod_error(mean.expand_as(test), test, eyes=eyes, visible=test_visible, per_image=per_image)
 
 
-def mean_shape_row(set_name: str, scale: str) -> float:
+def mean_shape_row(set_name: str, scale: str, per_image: bool = False):
     """:func:`mean_shape_error` of the ``set_name`` role at ``scale``."""
     train, test = _annotated(set_name, "train", scale), _annotated(set_name, "test", scale)
-    return mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)
+    return mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible, per_image=per_image)

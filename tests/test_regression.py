@@ -17,6 +17,8 @@ def test_mean_shape_error_by_hand():
     train3 = torch.cat([train, torch.tensor([[[100.0, 100], [100, 100], [100, 100]]])])
     vis = torch.tensor([[True] * 3, [True] * 3, [False] * 3])
     assert mean_shape_error(train3, test, train_visible=vis, eyes=(0, 1)) == pytest.approx(15.0)
+    mean, each = mean_shape_error(train, test, eyes=(0, 1), per_image=True)
+    assert mean == pytest.approx(15.0) and each.tolist() == pytest.approx([0.0, 30.0])
 
 
 def test_every_feature_row_and_set_is_known():
