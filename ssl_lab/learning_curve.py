@@ -92,14 +92,14 @@ def seed_summary(records, columns=("Different", "Same", "same identity, new pose
     different budgets (steps) are a ``ValueError``: they are different experiments."""
     out = {}
     for rec in sorted(records, key=lambda r: r["seeds"][0]):
-        name = rec["parameters"]["recipe"]
-        steps = int(last_step(rec).split()[1])
+        name, last = rec["parameters"]["recipe"], last_step(rec)
+        steps = int(last.split()[1])
         entry = out.setdefault(name, dict(seeds=[], steps=steps, values={c: [] for c in columns}))
         if entry["steps"] != steps:
             raise ValueError(f"{name}: curves of {entry['steps']} and {steps} steps are different budgets")
         entry["seeds"].append(rec["seeds"][0])
         for c in columns:
-            entry["values"][c].append(float(rec["rows"][last_step(rec)][c]))
+            entry["values"][c].append(float(rec["rows"][last][c]))
     for entry in out.values():
         vals = {c: torch.tensor(v, dtype=torch.float64) for c, v in entry["values"].items()}
         entry["mean"] = {c: v.mean().item() for c, v in vals.items()}

@@ -28,7 +28,7 @@ import torch
 from . import zoo
 from .data import splits
 from .metrics.landmarks import iod_error
-from .nets.backbones import Backbone
+from .nets.backbones import Backbone, dense_maps
 from .nets.regressor import LandmarkRegressor, fit_regressor, predict
 
 #: feature row -> (zoo recipe, its overrides); None: the stage-1 architecture, untrained
@@ -70,18 +70,6 @@ def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torc
     return lambda x: fn(x.to(device, dtype))
 
 
-@torch.no_grad()
-def feature_maps(features, images: torch.Tensor, batch: int = 64, dtype=torch.float16) -> torch.Tensor:
-    """``features`` of many images ``(N, 3, H, W)`` (uint8 or float in [0, 1]), in batches,
-    stored on the CPU as ``dtype``."""
-    out = []
-    for s in range(0, len(images), batch):
-        x = images[s:s + batch]
-        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-        out.append(features(x).to("cpu", dtype))
-    return torch.cat(out)
-
-
 def _annotated(set_name: str, part: str, scale: str) -> splits.FaceSet:
     if scale == "full":
         raise NotImplementedError("full-scale regression reads the real MAFL / AFLW / 300-W with "
@@ -108,7 +96,7 @@ def train_regressor(cfg, device, seed):
     (the features network of the same ``seed``)."""
     train = _annotated(cfg["set"], "train", cfg["scale"])
     t0 = time.perf_counter()
-    feats = feature_maps(dense_features(cfg["features"], cfg["scale"], device, seed), train.data["image"])
+    feats = dense_maps(dense_features(cfg["features"], cfg["scale"], device, seed), train.data["image"])
     t1 = time.perf_counter()
     epochs = cfg["epochs"] or _FULL_EPOCHS[cfg["set"]]
     schedule = 200 if cfg["epochs"] is None else epochs
@@ -129,8 +117,8 @@ def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: in
     ``{"iod": mean % IOD, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``."""
     test = _annotated(set_name, "test", scale)
     reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name).double()
-    feats = feature_maps(dense_features(row, scale, device, seed, torch.float64), test.data["image"],
-                         dtype=torch.float64)
+    feats = dense_maps(dense_features(row, scale, device, seed, torch.float64), test.data["image"],
+                       dtype=torch.float64)
     pred = predict(reg, feats, tuple(test.data["image"].shape[-2:]), dtype=torch.float64)
     iod, per_image = iod_error(pred, test.landmarks, visible=test.visible, per_image=True)
     return dict(iod=iod, per_image=per_image, pred=pred)

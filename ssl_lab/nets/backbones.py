@@ -182,15 +182,21 @@ def hypercolumn(feats, size=None, normalize: bool = True, levels=STAGES) -> torc
 
 
 @torch.no_grad()
-def hypercolumns(net: Backbone, images: torch.Tensor, batch: int = 64, device="cpu",
-                 dtype=torch.float16) -> torch.Tensor:
-    """Hypercolumns of many images ``(N, 3, H, W)`` (uint8 or float in [0, 1]), computed in
-    batches on ``device`` in the network's own dtype (float64 after ``net.double()``: the same
-    on every CPU) and stored on the CPU as ``dtype`` (float16: half the memory of float32)."""
+def dense_maps(features, images: torch.Tensor, batch: int = 64, device="cpu", compute=torch.float32,
+               dtype=torch.float16) -> torch.Tensor:
+    """``features`` (float images in [0, 1] -> dense maps) of many images ``(N, 3, H, W)``
+    (uint8 or float in [0, 1]), in batches moved to ``device`` as ``compute``, stored on the
+    CPU as ``dtype`` (float16: half the memory of float32)."""
     out = []
-    compute = next(net.parameters()).dtype
     for s in range(0, len(images), batch):
         x = images[s:s + batch].to(device)
         x = x.to(compute).div(255) if x.dtype == torch.uint8 else x.to(compute)
-        out.append(net.hypercolumn(x).to("cpu", dtype))
+        out.append(features(x).to("cpu", dtype))
     return torch.cat(out)
+
+
+def hypercolumns(net: Backbone, images: torch.Tensor, batch: int = 64, device="cpu",
+                 dtype=torch.float16) -> torch.Tensor:
+    """Hypercolumns of many images (:func:`dense_maps`), computed in the network's own dtype
+    (float64 after ``net.double()``: the same on every CPU) and stored as ``dtype``."""
+    return dense_maps(net.hypercolumn, images, batch, device, next(net.parameters()).dtype, dtype)
