@@ -1,12 +1,15 @@
 """Training speed of the zoo's recipes: images/s and model FLOP utilisation (MFU).
 
 ``python -m ssl_lab bench lead/stage1-byol --scale small --steps 20 [--set amp=False]`` trains
-the recipe briefly (its config with ``steps`` replaced; nothing is cached) and prints:
+the recipe briefly (its config with ``steps`` replaced; nothing is cached) and prints (for
+``hsr/warmup``: G + D steps of ``train_gan`` on the recipe's images, ``--set`` overriding
+GANConfig fields such as ``amp``, ``channels_last``, ``batch``):
 
 * images/s: the recipe's own ``images_per_s`` (its loop only: data already rendered);
 * FLOPs per step: one step counted by ``torch.utils.flop_counter.FlopCounterMode``
   (matmuls and convolutions, forward and backward; the augmentation's resampling is not
-  counted);
+  counted); for a GAN, the main G and D passes only (the counter cannot follow the double
+  backward of R1 and the path-length term, which run every 16 and 4 steps): a lower bound;
 * MFU: FLOPs per step x steps / wall time, over the matmul rate measured here in the
   precision the recipe computes in (bf16 with ``amp``, else fp32): :func:`matmul_rate`.
 """
@@ -27,8 +30,28 @@ def matmul_rate(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - t)
 
 
+#: recipes whose step is a StyleGAN2-ADA G + D step (benchmarked through train_gan, with
+#: ``--set`` overriding GANConfig fields, e.g. ``amp=True``, ``batch=16``)
+GAN_RECIPES = ("hsr/warmup",)
+
+
+def _train_gan(name: str, scale: str, steps: int, seed: int, device, **overrides) -> dict:
+    from dataclasses import asdict
+
+    from . import zoo
+    from .gan.losses import gan_config, train_gan
+    from .recipes import gan_training_set
+    gcfg = gan_config(scale, **overrides)
+    t = time.perf_counter()
+    art = train_gan(gan_training_set(zoo.config(name, scale)), gcfg, device=device, seed=seed,
+                    steps=steps, progress=False)
+    return dict(art=art, wall=time.perf_counter() - t, cfg=asdict(gcfg))
+
+
 def _train(name: str, scale: str, steps: int, seed: int, device, **overrides) -> dict:
     from . import zoo
+    if name in GAN_RECIPES:
+        return _train_gan(name, scale, steps, seed, device, **overrides)
     cfg = zoo.config(name, scale, **{**overrides, "steps": steps})
     torch.manual_seed(seed)
     t = time.perf_counter()
@@ -40,12 +63,15 @@ def bench(name: str, scale: str = "small", steps: int = 20, seed: int = 0, devic
     """Images/s, FLOPs per step and MFU of recipe ``name`` (see the module docstring)."""
     from torch.utils.flop_counter import FlopCounterMode
     from . import zoo
-    if "steps" not in zoo.config(name, scale):
+    if name not in GAN_RECIPES and "steps" not in zoo.config(name, scale):
         raise ValueError(f"recipe {name!r} has no 'steps' to shorten; it cannot be benchmarked this way")
     _train(name, scale, 1, seed, device, **overrides)                     # renders/caches the data
+    # FlopCounterMode cannot follow autograd.grad (R1's and the path length's double
+    # backward): a GAN step is counted without its lazy regularisers, so its MFU is a lower bound
+    counted = dict(overrides, r1_gamma=0.0, pl_weight=0.0) if name in GAN_RECIPES else overrides
     counter = FlopCounterMode(display=False)
     with counter:
-        _train(name, scale, 1, seed, device, **overrides)
+        _train(name, scale, 1, seed, device, **counted)
     flops = counter.get_total_flops()
     run = _train(name, scale, steps, seed, device, **overrides)
     ips = run["art"].get("images_per_s")

@@ -17,6 +17,9 @@ hypercolumn error.
 Landmark regression (the regression chapter, % IOD): ``R <set>``: the regressor on LEAD-64
 below both nothing-learned yardsticks, the mean training shape and the regressor on
 random-init hypercolumns, on every role set.
+
+The GAN warm-up of the HSR part (:func:`gan_warmup`): ``G1`` precision >= 0.5, ``G2`` recall
+>= 0.2 (k = 3, in the stand-in feature space), ``G3`` its FD falling over training.
 """
 from __future__ import annotations
 
@@ -67,3 +70,21 @@ def regression(table: dict, lead: str = "LEAD / 64",
         rule = f"{lead} < min({', '.join(have)})" + (f"; not measured: {', '.join(missing)}" if missing else "")
         out.append(_row(f"R {col}", value < bound, value, bound, rule))
     return out
+
+
+#: the GAN warm-up's bounds (issue 13): precision and recall (k = 3) in the eval feature space
+GAN_PRECISION, GAN_RECALL = 0.5, 0.2
+
+
+def gan_warmup(precision: float, recall: float, curve: list[dict], fd_key: str) -> list[dict]:
+    """Gates G1-G3 of a GAN warm-up (HSR part): ``G1`` precision >= 0.5 and ``G2`` recall
+    >= 0.2 of the final EMA generator; ``G3`` the FD falling over training: the last point of
+    ``curve`` (``[{"kimg", fd_key}]``, first point the untrained generator at kimg 0) below
+    the first snapshot's and below the untrained generator's."""
+    fd = [p[fd_key] for p in curve]
+    if len(fd) < 3:
+        raise ValueError("the FD curve needs the untrained generator and at least two snapshots")
+    return [_row("G1 precision", precision >= GAN_PRECISION, precision, GAN_PRECISION, "precision >= 0.5 (k = 3)"),
+            _row("G2 recall", recall >= GAN_RECALL, recall, GAN_RECALL, "recall >= 0.2 (k = 3)"),
+            _row("G3 FD falls", fd[-1] < min(fd[0], fd[1]), fd[-1], min(fd[0], fd[1]),
+                 f"{fd_key} at the end < at the first snapshot ({curve[1]['kimg']:g} kimg) and untrained")]

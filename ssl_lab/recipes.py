@@ -312,31 +312,51 @@ def train_nmf(cfg, device, seed):
 # (hsr/branch: HSR with a feature network and level subset, path-length regularizer on/off).
 # small: 400 SynthFaces (FFHQ role) doubled by flips, 64 px; full: the thesis's dog set. The
 # thesis does not state the total length at full scale; branch_kimg there is our choice.
+# small: 400 aligned FFHQ-role SynthFaces (splits.GAN_SPECS; the config carries the split's key,
+# so the artefacts go stale with it) doubled by flips, 32 px, a 250-kimg warm-up (about an hour
+# on 2 CPU cores) that must pass the GAN gates (gates.gan_warmup) before any branch counts.
 _GAN = {
     "smoke": dict(scale="smoke", images=64, warmup_kimg=0.064, branch_kimg=0.064),
-    "small": dict(scale="small", images=400, warmup_kimg=4.0, branch_kimg=2.0),
+    "small": dict(scale="small", images=400, warmup_kimg=250.0, branch_kimg=125.0,
+                  split="ffhq_aligned", split_key=splits.spec_key("ffhq_aligned")),
     "full": dict(scale="full", images=389, warmup_kimg=500.0, branch_kimg=4500.0),
 }
+#: EMA-generator snapshots kept over a small warm-up: the points of its FD curve
+GAN_SNAPSHOTS = 8
 
 
-def gan_images(scale: str, n: int) -> torch.Tensor:
-    """The limited GAN training set: the first ``n`` FFHQ-role SynthFaces and their mirror
-    images (the thesis doubles every dataset by horizontal flips), float in [0, 1]."""
+def gan_images(scale: str, n: int, split: str = "ffhq") -> torch.Tensor:
+    """The limited GAN training set: the first ``n`` SynthFaces of the FFHQ-role ``split`` and
+    their mirror images (the thesis doubles every dataset by horizontal flips), float in [0, 1]."""
     if scale == "full":
         raise NotImplementedError("full scale trains on AnimalFace-Dog: prepare it with "
                                   "ssl_lab.data.images and pass it to ssl_lab.gan.losses.train_gan")
-    x = splits.load("ffhq", scale).subset(n).images
+    x = splits.load(split, scale).subset(n).images
     return torch.cat([x, x.flip(-1)])
+
+
+def gan_training_set(cfg: dict) -> torch.Tensor:
+    """The images a ``hsr/warmup`` or ``hsr/branch`` config trains on."""
+    return gan_images(cfg["scale"], cfg["images"], cfg.get("split", "ffhq"))
 
 
 @zoo.register("hsr/warmup", {s: {k: v for k, v in c.items() if k != "branch_kimg"}
                              for s, c in _GAN.items()})
 def train_gan_warmup(cfg, device, seed):
-    """StyleGAN2-ADA without HSR for ``warmup_kimg``, keeping the training state to branch from."""
+    """StyleGAN2-ADA without HSR for ``warmup_kimg``, keeping the training state to branch from.
+    Below full scale it is resumable (the zoo's training checkpoint) and keeps
+    :data:`GAN_SNAPSHOTS` EMA generators; at small, its FD curve over them and the GAN gates
+    (:func:`ssl_lab.gates.gan_warmup`, in the eval feature space) come with the artefact."""
+    from .gan.evaluate import gate_report
     from .gan.losses import gan_config, train_gan
     gcfg = gan_config(cfg["scale"], kimg=cfg["warmup_kimg"], hsr=False)
-    return train_gan(gan_images(cfg["scale"], cfg["images"]), gcfg, device=device, seed=seed,
-                     keep_state=True)
+    real = gan_training_set(cfg)
+    small = cfg["scale"] == "small"
+    art = train_gan(real, gcfg, device=device, seed=seed, keep_state=True,
+                    checkpoint=zoo.training_checkpoint(), snapshots=GAN_SNAPSHOTS if small else 0)
+    if small:
+        art.update(gate_report(art, real, eval_features(cfg["scale"], device), device=device))
+    return art
 
 
 @zoo.register("hsr/branch", {s: {**c, "features": "none", "levels": "all", "pl_weight": 2.0}
@@ -355,8 +375,8 @@ def train_gan_branch(cfg, device, seed):
     # The feature networks are fixed, pretrained ones (seed 0), as in the thesis: a branch's
     # seed varies the GAN only, and never turns "ResNet50" into the seed-1 evaluation network.
     feats = hsr_features(cfg["features"], cfg["scale"], device=device) if hsr else None
-    return train_gan(gan_images(cfg["scale"], cfg["images"]), gcfg, device=device, features=feats,
-                     resume=warm)
+    return train_gan(gan_training_set(cfg), gcfg, device=device, features=feats, resume=warm,
+                     checkpoint=zoo.training_checkpoint())
 
 
 def generator(art, device="cpu"):
@@ -374,10 +394,14 @@ def eval_features(scale: str, device="cpu"):
     regularises with. Named ``synth-sup-r18``: its Frechet distance prints as
     ``FD_synth-sup-r18``, never as FID. Takes GAN images in [-1, 1]."""
     net = zoo.get("lead/supervised", scale, device=device, seed=1)
+    size = zoo.config("lead/supervised", scale)["render"]
 
-    def features(images):
+    def features(images):         # at the resolution the network was trained at
+        x = (images.to(device).float() + 1) / 2
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():
-            return net.pooled((images.to(device).float() + 1) / 2)
+            return net.pooled(x)
     features.name = f"synth-sup-{net.name.replace('resnet', 'r')}"
     features.net = net
     return features

@@ -24,7 +24,7 @@ SMOKE = Scale("smoke", face_size=48, gan_size=32, pairs=16, sizes={
     "aflw_r/train": 128, "aflw_r/test": 64, "300w/train": 128, "300w/test": 64,
     "mafl_unaligned/train": 128, "mafl_unaligned/test": 64, "ffhq": 256})
 
-SMALL = Scale("small", face_size=64, gan_size=64, pairs=500, sizes={
+SMALL = Scale("small", face_size=64, gan_size=32, pairs=500, sizes={
     "celeba": 20000, "mafl/train": 5000, "mafl/test": 1000, "aflw_m/train": 4000,
     "aflw_m/test": 1000, "aflw_r/train": 4000, "aflw_r/test": 1000, "300w/train": 3148,
     "300w/test": 689, "mafl_unaligned/train": 5000, "mafl_unaligned/test": 1000,

@@ -301,6 +301,35 @@ def test_split_training_equals_one_run():
     assert not _same(s1[0], train_gan(imgs, _branch_cfg(), steps=1, progress=False, resume=warm)["G_ema"])
 
 
+def test_checkpoint_resumes_a_killed_run_to_the_same_weights(tmp_path, monkeypatch):
+    import ssl_lab.gan.losses as losses
+    imgs = torch.rand(12, 3, 16, 16)
+    one = train_gan(imgs, _branch_cfg(), steps=6, progress=False, snapshots=3)
+    assert sorted(one["snapshots"]) == [2, 4, 6] and _same(one["snapshots"][6], one["G_ema"])
+    ck = tmp_path / "gan.ckpt"
+    real_step = losses.train_step
+
+    def killed_at_5(*a, **k):
+        if a[6] == 4:                                    # the 5th step (0-based step 4)
+            raise KeyboardInterrupt
+        return real_step(*a, **k)
+    monkeypatch.setattr(losses, "train_step", killed_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(imgs, _branch_cfg(), steps=6, progress=False, checkpoint=ck, checkpoint_every=2, snapshots=3)
+    monkeypatch.setattr(losses, "train_step", real_step)
+    assert torch.load(ck, weights_only=False)["done"] == 4
+    again = train_gan(imgs, _branch_cfg(), steps=6, progress=False, checkpoint=ck, snapshots=3)
+    assert _same(one["G_ema"], again["G_ema"])         # resumed at step 4: the uninterrupted run's weights
+    assert all(_same(one["snapshots"][k], again["snapshots"][k]) for k in (2, 4, 6))
+    assert [h["step"] for h in again["history"]] == [h["step"] for h in one["history"]]
+    assert again["nimg"] == one["nimg"]
+    # the last write follows the last step: a finished run comes back without training
+    monkeypatch.setattr(losses, "train_step", killed_at_5)
+    assert _same(one["G_ema"], train_gan(imgs, _branch_cfg(), steps=6, progress=False, checkpoint=ck)["G_ema"])
+    with pytest.raises(ValueError, match="another config"):
+        train_gan(imgs, _branch_cfg(lr=0.001), steps=6, progress=False, checkpoint=ck)
+
+
 def test_branch_turns_hsr_on_after_warmup():
     feats = vit_features("vit_tiny_patch16_224", input_size=32, patch_size=8, depth=4,
                          embed_dim=16, num_heads=2)

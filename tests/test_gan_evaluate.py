@@ -44,3 +44,25 @@ def test_evaluate_agrees_with_the_metric_functions(one_thread):
     assert torch.allclose(rep["ppl_samples"][:16], (_distance(a, b) / 1e-8).double(), rtol=1e-3)
     again = evaluate(G, real, _features, _distance, n=40, n_ppl=24, seed=3, batch=16)
     assert again["PPL"] == rep["PPL"]                                           # seeded
+
+
+def test_gate_report_curve_starts_at_the_untrained_generator(one_thread):
+    from ssl_lab.gan.evaluate import gate_report
+    from ssl_lab.gan.losses import gan_config, train_gan
+    TINY = dict(resolution=16, z_dim=8, w_dim=8, channel_base=64, channel_max=8, mapping_layers=2, mbstd_group=4)
+    real = torch.rand(16, 3, 16, 16)
+    art = train_gan(real, gan_config("smoke", arch=TINY, batch=4), steps=4, progress=False, seed=2,
+                    keep_state=True, snapshots=2)
+    rep = gate_report(art, real, _features, n=16)
+    assert [p["kimg"] for p in rep["fd_curve"]] == [0, 0.008, 0.016]
+    # kimg 0 is the generator train_gan starts from (seed 2), the last point the final EMA
+    torch.manual_seed(2)
+    G0, _ = build(TINY)
+    f_real = _features(real * 2 - 1)
+    assert rep["fd_curve"][0]["FD_colour-stats"] == fd_from_features(f_real, _features(sample(G0.eval(), 16)))
+    G1, _ = build(TINY)
+    G1.load_state_dict(art["G_ema"])
+    assert rep["fd_curve"][-1]["FD_colour-stats"] == fd_from_features(f_real, _features(sample(G1.eval(), 16)))
+    assert 0 <= rep["precision"] <= 1 and 0 <= rep["recall"] <= 1
+    assert [g["gate"] for g in rep["gates"]] == ["G1 precision", "G2 recall", "G3 FD falls"]
+    assert rep["gate_eval"] == dict(features="colour-stats", samples=16, real=16, k=3)

@@ -34,3 +34,15 @@ def test_regression_gate_by_hand():
     assert "not measured: random hypercolumn" in g["R 300W"]["rule"]     # named, not dropped
     with pytest.raises(ValueError, match="no yardstick"):
         regression({"LEAD / 64": {"AFLW_M": 1.0}, "mean shape": {}})
+
+
+def test_gan_warmup_gates_by_hand():
+    curve = [{"kimg": 0, "FD_x": 90.0}, {"kimg": 30, "FD_x": 40.0}, {"kimg": 60, "FD_x": 12.0}]
+    g = {r["gate"]: r for r in gates.gan_warmup(0.5, 0.19, curve, "FD_x")}
+    assert g["G1 precision"]["passed"] and g["G1 precision"]["bound"] == 0.5     # at the bound: passes
+    assert not g["G2 recall"]["passed"] and g["G2 recall"]["value"] == 0.19
+    assert g["G3 FD falls"]["passed"] and g["G3 FD falls"]["bound"] == 40.0
+    rising = [{"kimg": 0, "FD_x": 90.0}, {"kimg": 30, "FD_x": 40.0}, {"kimg": 60, "FD_x": 41.0}]
+    assert not gates.gan_warmup(0.9, 0.9, rising, "FD_x")[2]["passed"]
+    with pytest.raises(ValueError, match="at least two snapshots"):
+        gates.gan_warmup(0.9, 0.9, rising[:2], "FD_x")

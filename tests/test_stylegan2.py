@@ -53,6 +53,21 @@ def test_modulated_conv_equals_naive_per_sample_conv():
                                        atol=1e-5, rtol=1e-5)
 
 
+def test_unfused_modulated_conv_equals_fused():
+    """The training path (a shared convolution of style-scaled inputs, then the demodulation
+    coefficients) computes the grouped convolution's numbers."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(3, 5, 6, 6, dtype=torch.float64), torch.randn(4, 5, 3, 3, dtype=torch.float64)
+    styles = torch.rand(3, 5, dtype=torch.float64) + 0.5
+    for demod in (True, False):
+        torch.testing.assert_close(modulated_conv2d(x, weight, styles, demod, fused=False),
+                                   modulated_conv2d(x, weight, styles, demod, fused=True))
+    G = tiny_G(16)
+    z = torch.randn(2, 8)
+    torch.testing.assert_close(G.train()(z, noise_mode="const"), G.eval()(z, noise_mode="const"),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_demodulation_gives_unit_variance():
     torch.manual_seed(0)
     x = torch.randn(8, 16, 24, 24)
@@ -119,6 +134,11 @@ def test_resampling_filters():
     assert down.shape == (1, 2, 4, 4)
     torch.testing.assert_close(down[0, :, 1:3, 1:3], torch.ones(2, 2, 2))
     assert down[0, 0, 0, 0].item() == pytest.approx(49 / 64)       # zero padding at the corner
+    # the three 2x2 box filters are the official 4x4 depthwise [1,3,3,1] FIR, stride 2
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    fir = F.conv2d(F.pad(x, (1, 1, 1, 1)), (torch.outer(f, f) / 64).expand(3, 1, 4, 4), stride=2, groups=3)
+    torch.testing.assert_close(downsample2x(x), fir)
 
 
 def test_minibatch_std_by_hand():

@@ -69,6 +69,33 @@ SPECS = {
 }
 GAN_LIMITED = (1000, 2000, 10000)
 
+# The FFHQ role as FFHQ is made (NVlabs/ffhq-dataset, recreate_aligned_images): a similarity
+# that fixes the eyes and the mouth, with a crop side of max(2 x eye-to-eye, 1.8 x eye-to-mouth)
+# centred 0.1 eye-to-mouth below the eye midpoint. For a face whose eye-to-mouth distance is
+# about 1.1 x its eye-to-eye one that puts the eye centres a quarter of the width apart, level,
+# 0.055 (in [-1, 1] units) above the centre. The renderer aligns the eyes exactly
+# (align_eyes); the mouth then lands within the spread of the identities' face proportions.
+# Near-frontal poses (FFHQ is mostly frontal), clean images, no occluders. Kept apart from
+# SPECS: the LEAD networks do not train on it, so adding it leaves their zoo keys unchanged;
+# the GAN recipes put spec_key("ffhq_aligned") in their configs instead.
+FFHQ_ALIGNED = SynthConfig(yaw=15, pitch=10, roll=10, blur=(0.0, 0.3), noise=(0.0, 0.01),
+                           align_eyes=(0.25, -0.055))
+GAN_SPECS = {"ffhq_aligned": SplitSpec(FFHQ_ALIGNED, 0, 73, 9_500_000, 1)}
+
+
+def _spec(name: str) -> SplitSpec:
+    if name in SPECS:
+        return SPECS[name]
+    if name in GAN_SPECS:
+        return GAN_SPECS[name]
+    raise KeyError(f"unknown split {name!r}; known: {sorted(SPECS) + sorted(GAN_SPECS)}")
+
+
+def spec_key(name: str) -> str:
+    """A short hash of the renderer version and split ``name``'s definition."""
+    key = json.dumps([RENDERER_VERSION, asdict(_spec(name))], sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
 
 class FaceSet(Dataset):
     """A rendered split. Items are dicts: ``image`` float [3,S,S] in [0,1], ``landmarks``
@@ -113,6 +140,8 @@ class FaceSet(Dataset):
 
 def split_size(name: str, scale: str) -> int:
     sc = _scales.get(scale)
+    if name in GAN_SPECS:                   # the GAN roles share the FFHQ role's size
+        name = "ffhq"
     if name not in sc.sizes:
         raise KeyError(f"unknown split {name!r}; known: {sorted(SPECS)}")
     if sc.real_data:
@@ -123,7 +152,7 @@ def split_size(name: str, scale: str) -> int:
 
 def render_split(name: str, n: int, size: int, device="cpu", chunk: int = 256, progress=False) -> dict:
     """Render the first ``n`` images of split ``name`` at ``size`` px (uint8 images)."""
-    spec = SPECS[name]
+    spec = _spec(name)
     idx = np.arange(n)
     ids = spec.id_offset + idx // spec.per_identity
     out = {}
@@ -148,7 +177,7 @@ def specs_key() -> str:
 
 
 def _cache_path(name, n, size):
-    spec = SPECS[name]
+    spec = _spec(name)
     key = json.dumps([name, n, size, RENDERER_VERSION, asdict(spec)], sort_keys=True)
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     return home() / "synthfaces" / f"{name.replace('/', '-')}-n{n}-{size}px-{h}.pt"
@@ -157,12 +186,11 @@ def _cache_path(name, n, size):
 def load(name: str, scale: str = "smoke", size: int | None = None, n: int | None = None,
          device="cpu", cache: bool = True, progress: bool = False) -> FaceSet:
     """The SynthFaces split ``name`` (e.g. ``"mafl/test"``) at ``scale``; ``size`` defaults to
-    the scale's face size (GAN size for ``"ffhq"``), ``n`` to the scale's split size."""
-    if name not in SPECS:
-        raise KeyError(f"unknown split {name!r}; known: {sorted(SPECS)}")
+    the scale's face size (GAN size for the FFHQ roles), ``n`` to the scale's split size."""
+    spec = _spec(name)
     sc = _scales.get(scale)
     n = n or split_size(name, scale)
-    size = size or (sc.gan_size if name == "ffhq" else sc.face_size)
+    size = size or (sc.gan_size if name.startswith("ffhq") else sc.face_size)
     path = _cache_path(name, n, size)
     if cache and path.exists():
         data = torch.load(path, weights_only=True)
@@ -170,7 +198,7 @@ def load(name: str, scale: str = "smoke", size: int | None = None, n: int | None
         data = render_split(name, n, size, device=device, progress=progress)
         if cache:
             atomic_save(data, path)
-    return FaceSet(name, data, SPECS[name].points)
+    return FaceSet(name, data, spec.points)
 
 
 def matching_pairs(faces: FaceSet, n: int, same: bool, seed: int = 0) -> torch.Tensor:
@@ -207,7 +235,7 @@ def describe(scale: str) -> list[dict]:
     for name, spec in SPECS.items():
         c = spec.cfg
         rows.append(dict(split=name, images=sc.sizes.get(name),
-                         px=sc.gan_size if name == "ffhq" else sc.face_size,
+                         px=sc.gan_size if name.startswith("ffhq") else sc.face_size,
                          landmarks=spec.points or "-",
                          identities=None if sc.sizes.get(name) is None
                          else math.ceil(sc.sizes[name] / spec.per_identity),

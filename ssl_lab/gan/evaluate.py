@@ -61,3 +61,43 @@ def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: in
     out.update(PPL=ppl, fake=fake, mahalanobis=mahalanobis(f_fake, mu, sigma),
                ppl_samples=samples, ppl_ws=starts, ppl_distance=distance.name)
     return out
+
+
+def _ema_generator(arch: dict, state_dict: dict | None, seed: int, device):
+    """The generator of ``arch`` with ``state_dict`` loaded, or (``None``) as initialised with
+    ``seed`` by :func:`ssl_lab.gan.losses.train_gan` before its first step; eval mode."""
+    from ..nets.stylegan2 import build
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        G, _ = build(arch)
+    if state_dict is not None:
+        G.load_state_dict(state_dict)
+    return G.to(device).eval().requires_grad_(False)
+
+
+def gate_report(art: dict, real: torch.Tensor, features, n: int | None = None, seed: int = 0,
+                device="cpu") -> dict:
+    """What the GAN gates read from a warm-up ``art`` (a ``train_gan`` result with
+    ``snapshots``) against its training images ``real`` ((N, 3, R, R) in [0, 1]), in the
+    feature space of ``features``, with ``n`` samples per generator (default N):
+
+    ``fd_curve``: ``[{"kimg", fd_name}]``, the Frechet distance of the untrained generator
+    (kimg 0, the nothing-learned yardstick) and of each EMA snapshot; ``precision`` and
+    ``recall`` (k = 3) of the final EMA generator; ``gates`` (:func:`ssl_lab.gates.gan_warmup`);
+    ``gate_eval`` (feature network, samples, k)."""
+    from .. import gates
+    n = n or len(real)
+    f_real = compute_features(features, real * 2 - 1)
+    name = metric_name(features.name)
+    batch = art["config"]["batch"]
+    init_seed = art.get("state", {}).get("seed", 0)
+    points = [(0, None)] + sorted(art["snapshots"].items())
+    curve = []
+    for step, sd in points:
+        G = _ema_generator(art["arch"], sd, init_seed, device)
+        f_fake = compute_features(features, sample(G, n, seed, device=device))
+        curve.append({"kimg": step * batch / 1000, name: fd_from_features(f_real, f_fake)})
+    G = _ema_generator(art["arch"], art["G_ema"], init_seed, device)
+    pr = precision_recall(f_real, compute_features(features, sample(G, n, seed, device=device)), k=3)
+    return dict(fd_curve=curve, **pr, gates=gates.gan_warmup(pr["precision"], pr["recall"], curve, name),
+                gate_eval=dict(features=features.name, samples=n, real=len(real), k=3))
