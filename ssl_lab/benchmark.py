@@ -39,7 +39,7 @@ def _train_gan(name: str, scale: str, steps: int, seed: int, device, **overrides
     from dataclasses import asdict
 
     from . import zoo
-    from .gan.losses import gan_config, train_gan
+    from .gan.train import gan_config, train_gan
     from .recipes import gan_training_set
     gcfg = gan_config(scale, **overrides)
     t = time.perf_counter()

@@ -142,7 +142,7 @@ def train_supervised(cfg, device, seed):
 
 
 # -- feature networks of the HSR chapters (thesis Table 4.1), small-scale stand-ins ----------
-# Full scale loads the thesis's networks from local weights files (ssl_lab.gan.hsr); below
+# Full scale loads the thesis's networks from local weights files (ssl_lab.nets.extractors); below
 # full they are trained here on SynthFaces at the GAN resolution: a small ViT (12 blocks,
 # 192 wide, 8-px patches) with DINO ("ViT DINO"), the same ViT supervised on the attributes
 # ("DeiT"), and untrained ("ViT (RandInit)", built by hsr_features). The ResNet rows reuse
@@ -173,7 +173,7 @@ _VIT_SUP = {
 @zoo.register("hsr/vit-supervised", _VIT_SUP)
 def train_vit_supervised(cfg, device, seed):
     """The "DeiT" stand-in: the small ViT trained to predict the binary attributes."""
-    from .gan.hsr import IMAGENET_MEAN, IMAGENET_STD
+    from .nets.extractors import IMAGENET_MEAN, IMAGENET_STD
     from .ssl.dino import small_vit
     torch.manual_seed(seed)
     vit = {k: cfg[k] for k in _VIT}
@@ -194,14 +194,14 @@ HSR_FEATURES = {"ViT DINO": "hsr/vit-dino", "ResNet50 DINO": "lead/stage1-byol",
 
 def hsr_features(row: str, scale: str, device="cpu", seed: int = 0):
     """The frozen feature network of Table 4.1's row ``row`` at ``scale`` (a
-    :class:`~ssl_lab.gan.hsr.FrozenFeatures` taking GAN images in [-1, 1]); ``seed`` is the
+    :class:`~ssl_lab.nets.extractors.FrozenFeatures` taking GAN images in [-1, 1]); ``seed`` is the
     seed its stand-in was trained (or, for "ViT (RandInit)", initialised) with."""
-    from .gan.hsr import resnet_features, vit_features
+    from .nets.extractors import resnet_features, vit_features
     if row not in HSR_FEATURES:
         raise KeyError(f"unknown feature network {row!r}; known: {list(HSR_FEATURES)}")
     if scale == "full":
         raise NotImplementedError("full scale: build the thesis's networks from local weights "
-                                  "files with ssl_lab.gan.hsr.vit_features / resnet_features")
+                                  "files with ssl_lab.nets.extractors.vit_features / resnet_features")
     size = {"smoke": 32, "small": 64}[scale]
     recipe = HSR_FEATURES[row]
     if recipe is None or recipe.startswith("hsr/"):
@@ -330,7 +330,7 @@ def gan_images(scale: str, n: int, split: str = "ffhq") -> torch.Tensor:
     their mirror images (the thesis doubles every dataset by horizontal flips), float in [0, 1]."""
     if scale == "full":
         raise NotImplementedError("full scale trains on AnimalFace-Dog: prepare it with "
-                                  "ssl_lab.data.images and pass it to ssl_lab.gan.losses.train_gan")
+                                  "ssl_lab.data.images and pass it to ssl_lab.gan.train.train_gan")
     x = splits.load(split, scale).subset(n).images
     return torch.cat([x, x.flip(-1)])
 
@@ -348,7 +348,7 @@ def train_gan_warmup(cfg, device, seed):
     :data:`GAN_SNAPSHOTS` EMA generators; at small, its FD curve over them and the GAN gates
     (:func:`ssl_lab.gates.gan_warmup`, in the eval feature space) come with the artefact."""
     from .gan.evaluate import gate_report
-    from .gan.losses import gan_config, train_gan
+    from .gan.train import gan_config, train_gan
     gcfg = gan_config(cfg["scale"], kimg=cfg["warmup_kimg"], hsr=False)
     real = gan_training_set(cfg)
     small = cfg["scale"] == "small"
@@ -366,7 +366,7 @@ def train_gan_branch(cfg, device, seed):
     (plain StyleGAN2-ADA) or a Table 4.1 row (:data:`HSR_FEATURES`) with HSR on ``levels``
     (:data:`ssl_lab.gan.hsr.LEVELS`), from the first step of the branch; ``pl_weight`` 0
     switches the path-length regularizer off (Table 4.4)."""
-    from .gan.losses import gan_config, train_gan
+    from .gan.train import gan_config, train_gan
     warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=seed, shipped=False,
                     **{k: cfg[k] for k in ("images", "warmup_kimg")})   # with its training state
     hsr = cfg["features"] != "none"
@@ -392,7 +392,8 @@ def eval_features(scale: str, device="cpu"):
     Mahalanobis outliers): the pooled features of a ResNet trained on the SynthFaces
     attributes with seed 1, so it is not the seed-0 network that HSR's "ResNet50" row
     regularises with. Named ``synth-sup-r18``: its Frechet distance prints as
-    ``FD_synth-sup-r18``, never as FID. Takes GAN images in [-1, 1]."""
+    ``FD_synth-sup-r18``, never as FID. Takes GAN images in [-1, 1], resized to the resolution
+    the network was trained at (``.size``; ``.net`` is the network, for PPL's distance)."""
     net = zoo.get("lead/supervised", scale, device=device, seed=1)
     size = zoo.config("lead/supervised", scale)["render"]
 
@@ -403,7 +404,7 @@ def eval_features(scale: str, device="cpu"):
         with torch.no_grad():
             return net.pooled(x)
     features.name = f"synth-sup-{net.name.replace('resnet', 'r')}"
-    features.net = net
+    features.net, features.size = net, size
     return features
 
 

@@ -224,7 +224,7 @@ def test_teacher_plugs_into_hsr_vit_features(one_thread):
     """``vit_features`` takes the custom-size teacher as is (timm kwargs + a state dict).
     Depth 4 (blocks 1, 2, 3, 4): with depth < 4 vit_features' default blocks repeat and timm
     returns each repeated block once."""
-    from ssl_lab.gan.hsr import vit_features
+    from ssl_lab.nets.extractors import vit_features
     images = torch.rand(8, 3, 32, 32)
     r = train_dino(images, dict(TINY, steps=1, depth=4), seed=0, progress=False)
     assert r["vit_features_kwargs"] == dict(name="vit_tiny_patch16_224", input_size=32,
@@ -247,6 +247,6 @@ def test_teacher_plugs_into_hsr_vit_features(one_thread):
 
 
 def test_vit_features_refuses_repeated_blocks():
-    from ssl_lab.gan.hsr import vit_features
+    from ssl_lab.nets.extractors import vit_features
     with pytest.raises(ValueError, match="4 different block numbers"):
         vit_features("vit_tiny_patch16_224", input_size=32, patch_size=8, depth=2)

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from ssl_lab.gan.ada import AdaptiveAugment, ada_adjust, augment
-from ssl_lab.gan.hsr import HSR, LEVELS, hsr_resolutions, resnet_features, vit_features
+from ssl_lab.gan.hsr import HSR, LEVELS, hsr_resolutions
+from ssl_lab.nets.extractors import resnet_features, vit_features
 from ssl_lab.gan.losses import (PathLengthRegularizer, d_logistic_loss, g_nonsaturating_loss,
-                                gan_config, make_optimizers, path_lengths, r1_penalty, train_gan)
+                                path_lengths, r1_penalty)
+from ssl_lab.gan.train import gan_config, make_optimizers, train_gan
 from ssl_lab.nets.stylegan2 import Generator, build
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -302,21 +304,21 @@ def test_split_training_equals_one_run():
 
 
 def test_checkpoint_resumes_a_killed_run_to_the_same_weights(tmp_path, monkeypatch):
-    import ssl_lab.gan.losses as losses
+    import ssl_lab.gan.train as gan_train
     imgs = torch.rand(12, 3, 16, 16)
     one = train_gan(imgs, _branch_cfg(), steps=6, progress=False, snapshots=3)
     assert sorted(one["snapshots"]) == [2, 4, 6] and _same(one["snapshots"][6], one["G_ema"])
     ck = tmp_path / "gan.ckpt"
-    real_step = losses.train_step
+    real_step = gan_train.train_step
 
     def killed_at_5(*a, **k):
         if a[6] == 4:                                    # the 5th step (0-based step 4)
             raise KeyboardInterrupt
         return real_step(*a, **k)
-    monkeypatch.setattr(losses, "train_step", killed_at_5)
+    monkeypatch.setattr(gan_train, "train_step", killed_at_5)
     with pytest.raises(KeyboardInterrupt):
         train_gan(imgs, _branch_cfg(), steps=6, progress=False, checkpoint=ck, checkpoint_every=2, snapshots=3)
-    monkeypatch.setattr(losses, "train_step", real_step)
+    monkeypatch.setattr(gan_train, "train_step", real_step)
     assert torch.load(ck, weights_only=False)["done"] == 4
     again = train_gan(imgs, _branch_cfg(), steps=6, progress=False, checkpoint=ck, snapshots=3)
     assert _same(one["G_ema"], again["G_ema"])         # resumed at step 4: the uninterrupted run's weights
@@ -324,7 +326,7 @@ def test_checkpoint_resumes_a_killed_run_to_the_same_weights(tmp_path, monkeypat
     assert [h["step"] for h in again["history"]] == [h["step"] for h in one["history"]]
     assert again["nimg"] == one["nimg"]
     # the last write follows the last step: a finished run comes back without training
-    monkeypatch.setattr(losses, "train_step", killed_at_5)
+    monkeypatch.setattr(gan_train, "train_step", killed_at_5)
     assert _same(one["G_ema"], train_gan(imgs, _branch_cfg(), steps=6, progress=False, checkpoint=ck)["G_ema"])
     with pytest.raises(ValueError, match="another config"):
         train_gan(imgs, _branch_cfg(lr=0.001), steps=6, progress=False, checkpoint=ck)

@@ -52,9 +52,9 @@ Table 4.2 names its three groups by the G scales they supervise: "High-level (r/
 Smaller generators (:func:`hsr_resolutions`): four octaves starting at
 ``max(4, R // 32)``: R = 256 -> 8..64; R = 128, 64, 32 -> 4, 8, 16, 32.
 
-Feature networks: :func:`vit_features` (timm ViT) and :func:`resnet_features` (timm ResNet
-via :class:`ssl_lab.nets.backbones.Backbone`) build frozen callables ``images -> [4 maps]``
-taking generator images in [-1, 1]. Weights only from a local file: ``weights=None`` is a
+Feature networks (:mod:`ssl_lab.nets.extractors`): ``vit_features`` (timm ViT) and
+``resnet_features`` (timm ResNet via :class:`ssl_lab.nets.backbones.Backbone`) build frozen
+callables ``images -> [4 maps]`` taking generator images in [-1, 1]. Weights only from a local file: ``weights=None`` is a
 random initialisation (the thesis' "ViT (RandInit)" row), a missing path is a
 ``FileNotFoundError``, a file that does not fit is a ``ValueError``.
 """
@@ -69,7 +69,6 @@ from torch import nn
 from ..nets.stylegan2 import EqualConv2d
 
 LEVELS = {"high": (0, 1), "mid": (1, 2), "low": (2, 3), "all": (0, 1, 2, 3)}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def hsr_resolutions(resolution: int) -> tuple[int, ...]:
@@ -166,108 +165,6 @@ class HSR(nn.Module):
         return self.weight * sum(losses.values()), losses
 
 
-# -- frozen feature networks -------------------------------------------------------------
-def _check_weights_arg(weights):
-    if weights is True or weights in ("imagenet", "pretrained", "dino"):
-        raise FileNotFoundError(
-            f"weights={weights!r}: pretrained weights cannot be downloaded here; pass the path "
-            "of a local weights file (e.g. DINO's dino_vitbase16_pretrain.pth), or None for a "
-            "random initialisation")
-
-
-class FrozenFeatures(nn.Module):
-    """Generator images in [-1, 1] -> [0, 1] -> resized to ``input_size`` (bilinear,
-    antialiased) -> normalised with the network's mean/std -> 4 feature maps, no grad."""
-
-    def __init__(self, extract: nn.Module, channels: Sequence[int], input_size: int,
-                 mean, std, name: str):
-        super().__init__()
-        self.extract = extract.eval().requires_grad_(False)
-        self.channels, self.input_size, self.name = list(channels), input_size, name
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-
-    def train(self, mode: bool = True):                   # always frozen, always eval
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = (images.float() + 1) / 2
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=True)
-        return list(self.extract((x - self.mean) / self.std))
-
-
-class _ViTIntermediates(nn.Module):
-    def __init__(self, model: nn.Module, indices: list[int]):
-        super().__init__()
-        self.model, self.indices = model, indices
-
-    def forward(self, x):
-        return self.model.forward_intermediates(x, indices=self.indices, norm=True,
-                                                output_fmt="NCHW", intermediates_only=True)
-
-
-def vit_features(name: str = "vit_base_patch16_224", weights=None, input_size: int = 224,
-                 blocks: Sequence[int] | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 **timm_kwargs) -> FrozenFeatures:
-    """Frozen timm ViT; maps = outputs of ``blocks`` (1-based; default depth/4, /2, 3/4, 1:
-    3, 6, 9, 12 for a 12-block ViT) after the final norm, patch tokens only, as grids.
-
-    DINO ViT-B/16 (the thesis' choice): ``name="vit_base_patch16_224"`` with
-    ``weights="/path/dino_vitbase16_pretrain.pth"`` (DINO's key names are timm's).
-    Input normalisation: ``mean``/``std``, ImageNet's by default, which is what DINO was
-    trained with (timm's own config for this name is 0.5/0.5, for other weights; the HSR
-    code used the CLIP mean with ImageNet's std). ``timm_kwargs`` go to
-    ``timm.create_model`` (e.g. ``patch_size=8, depth=4`` for a tiny stand-in). A position
-    embedding of another grid size is resampled to ``input_size``."""
-    import timm
-    from ..nets.backbones import _read_state_dict
-
-    _check_weights_arg(weights)
-    model = timm.create_model(name, pretrained=False, num_classes=0, img_size=input_size, **timm_kwargs)
-    if weights is not None:
-        sd = {k: v for k, v in _read_state_dict(weights).items() if not k.startswith("head")}
-        pe = sd.get("pos_embed")
-        if pe is not None and pe.shape != model.pos_embed.shape:
-            from timm.layers import resample_abs_pos_embed
-            prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
-            sd["pos_embed"] = resample_abs_pos_embed(pe, list(model.patch_embed.grid_size),
-                                                     num_prefix_tokens=prefix)
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"weights do not fit {name!r}: missing {missing[:5]} ({len(missing)}), "
-                             f"unexpected {unexpected[:5]} ({len(unexpected)})")
-    depth = len(model.blocks)
-    blocks = list(blocks) if blocks is not None else [max(1, round(depth * f)) for f in (0.25, 0.5, 0.75, 1.0)]
-    if len(set(blocks)) != 4 or not all(1 <= b <= depth for b in blocks):
-        raise ValueError(f"blocks must be 4 different block numbers in 1..{depth}, got {blocks} "
-                         "(a ViT needs at least 4 blocks)")
-    return FrozenFeatures(_ViTIntermediates(model, [b - 1 for b in blocks]), [model.embed_dim] * 4,
-                          input_size, mean, std, name=f"{name}:blocks{blocks}")
-
-
-class _Stages(nn.Module):
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x):
-        return self.backbone.body(x)[1:]          # layer1..layer4 (drop the stride-2 stem)
-
-
-def resnet_features(name: str = "resnet50", weights=None, input_size: int = 224) -> FrozenFeatures:
-    """Frozen timm ResNet; maps = its four stages (layer1..layer4: 256..2048 channels for
-    ResNet-50, strides 4..32), via :class:`ssl_lab.nets.backbones.Backbone`."""
-    from ..nets.backbones import Backbone
-
-    _check_weights_arg(weights)
-    bb = Backbone(name, weights=weights, normalize_input=False)
-    return FrozenFeatures(_Stages(bb), bb.channels[1:], input_size, bb.mean.flatten().tolist(),
-                          bb.std.flatten().tolist(), name=f"{name}:stages")
-
-
 def build_hsr(G, features: Callable, levels: str = "all", hidden: int = 4096, weight: float = 1.0,
               warmup_kimg: float = 500.0, resize_mode: str = "area") -> HSR:
     """HSR for generator ``G`` (its resolution picks the G layers, :func:`hsr_resolutions`)."""
@@ -275,5 +172,4 @@ def build_hsr(G, features: Callable, levels: str = "all", hidden: int = 4096, we
                hidden=hidden, weight=weight, warmup_kimg=warmup_kimg, resize_mode=resize_mode)
 
 
-__all__ = ["LEVELS", "HSR", "Predictor", "FrozenFeatures", "build_hsr", "hsr_resolutions",
-           "resnet_features", "vit_features", "resize"]
+__all__ = ["LEVELS", "HSR", "Predictor", "build_hsr", "hsr_resolutions", "resize"]

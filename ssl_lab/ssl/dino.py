@@ -41,7 +41,7 @@ Horizontal flip (p 0.5 in the paper) is OFF by default for faces (see
 HSR reads blocks 3, 6, 9, 12 exactly as from ViT-B/16.
 
 At full scale the thesis does not train DINO: it uses the official ViT-B/16 DINO weights
-from a local file, ``ssl_lab.gan.hsr.vit_features("vit_base_patch16_224",
+from a local file, ``ssl_lab.nets.extractors.vit_features("vit_base_patch16_224",
 weights="/path/dino_vitbase16_pretrain.pth")``. The stand-in trained here plugs into the same
 function (timm's ``**timm_kwargs`` give the custom shape; ``weights`` may be a state dict):
 
@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 from ..progress import bar as progress_bar
 
-from ..gan.hsr import IMAGENET_MEAN, IMAGENET_STD
+from ..nets.extractors import IMAGENET_MEAN, IMAGENET_STD
 from .augment import _rand, color_jitter, gaussian_blur, random_grey, random_resized_crop, to_float
 from .byol import ema_update, momentum
 from .train import resolve_config
