@@ -37,9 +37,16 @@ def _cmd_train(a):
 
 def _cmd_bench(a):
     from .benchmark import bench
+    sets = _parse_sets(a.set)
     for name in a.recipe:
-        r = bench(name, a.scale, steps=a.steps, seed=a.seed, device=a.device, **_parse_sets(a.set))
+        r = bench(name, a.scale, steps=a.steps, seed=a.seed, device=a.device, **sets)
         print("  ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+        if a.record:                  # results/bench/<recipe>/<scale>-<tag>.json, for the chapters
+            from . import results
+            label = ", ".join(f"{k}={v}" for k, v in sets.items()) or "recipe config"
+            rec = results.make_record(f"bench/{name}", a.scale, "bench", {label: r}, tag=a.record,
+                                      device=a.device, seeds=[a.seed], parameters=dict(steps=a.steps, **sets))
+            print("recorded", results.save(rec))
 
 
 def _cmd_curve(a):
@@ -123,6 +130,7 @@ def main(argv=None):
     b.add_argument("recipe", nargs="+")
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    b.add_argument("--record", metavar="TAG", help="also record the result as results/bench/RECIPE/SCALE-TAG.json")
     b.set_defaults(fn=_cmd_bench)
     c = sub.add_parser("curve", parents=[common], help="matching error over a stage-1 training (its snapshots)")
     c.add_argument("recipe")

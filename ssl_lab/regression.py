@@ -111,12 +111,15 @@ def train_regressor(cfg, device, seed):
                 images_per_s=epochs * len(feats) / wall if wall > 0 else float("nan"))
 
 
-def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: int = 0) -> dict:
-    """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split, features
-    and regressor in float64 (so that the chapters print the same on every CPU):
-    ``{"iod": mean % IOD, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``."""
-    test = _annotated(set_name, "test", scale)
-    reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name).double()
+def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test",
+                     **overrides) -> dict:
+    """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split (``part``:
+    or on the ``"train"`` split it was fit on), features and regressor in float64 (so that the
+    chapters print the same on every CPU): ``{"iod": mean % IOD, "per_image": (N,) tensor,
+    "pred": (N, K, 2) pixels}``. ``overrides`` select another regressor config (``epochs=``)."""
+    test = _annotated(set_name, part, scale)
+    reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name,
+                  **overrides).double()
     feats = dense_maps(dense_features(row, scale, device, seed, torch.float64), test.data["image"],
                        dtype=torch.float64)
     pred = predict(reg, feats, tuple(test.data["image"].shape[-2:]), dtype=torch.float64)

@@ -48,7 +48,7 @@ def test_evaluate_agrees_with_the_metric_functions(one_thread):
 
 def test_gate_report_curve_starts_at_the_untrained_generator(one_thread):
     from ssl_lab.gan.evaluate import gate_report
-    from ssl_lab.gan.losses import gan_config, train_gan
+    from ssl_lab.gan.train import gan_config, train_gan
     TINY = dict(resolution=16, z_dim=8, w_dim=8, channel_base=64, channel_max=8, mapping_layers=2, mbstd_group=4)
     real = torch.rand(16, 3, 16, 16)
     art = train_gan(real, gan_config("smoke", arch=TINY, batch=4), steps=4, progress=False, seed=2,
@@ -66,3 +66,26 @@ def test_gate_report_curve_starts_at_the_untrained_generator(one_thread):
     assert 0 <= rep["precision"] <= 1 and 0 <= rep["recall"] <= 1
     assert [g["gate"] for g in rep["gates"]] == ["G1 precision", "G2 recall", "G3 FD falls"]
     assert rep["gate_eval"] == dict(features="colour-stats", samples=16, real=16, k=3)
+
+
+def test_sampling_noise_is_evaluate_over_seeds_and_held_out_reference(one_thread):
+    from ssl_lab.gan.evaluate import held_out_reference, sampling_noise
+    from ssl_lab.metrics.prdc import precision_recall
+    torch.manual_seed(0)
+    G, _ = build("smoke")
+    G.eval()
+    real = torch.rand(24, 3, 32, 32)
+    noise = sampling_noise(G, real, _features, _distance, seeds=(1, 2, 3), n=24, n_ppl=16, batch=8)
+    assert sorted(noise["runs"]) == [1, 2, 3]
+    rep = evaluate(G, real, _features, _distance, n=24, n_ppl=16, seed=2, batch=8)
+    assert noise["runs"][2] == {"FD_colour-stats": rep["FD_colour-stats"], "precision": rep["precision"],
+                                "recall": rep["recall"], "PPL": rep["PPL"]}
+    fds = torch.tensor([noise["runs"][s]["FD_colour-stats"] for s in (1, 2, 3)], dtype=torch.float64)
+    assert abs(noise["mean"]["FD_colour-stats"] - float(fds.mean())) < 1e-9
+    assert abs(noise["sd"]["FD_colour-stats"] - float(fds.std())) < 1e-9 and noise["sd"]["PPL"] > 0
+    # a held-out copy of the training images is a perfect generator: FD 0, precision = recall = 1
+    ref = held_out_reference(real, real.clone(), _features)
+    assert abs(ref["FD_colour-stats"]) < 1e-6 and ref["precision"] == ref["recall"] == 1.0
+    f = _features(real * 2 - 1)
+    assert held_out_reference(real, real.flip(0)[:10], _features)["precision"] == \
+        precision_recall(f, f.flip(0)[:10], k=3)["precision"]

@@ -427,6 +427,10 @@ def test_feature_distance_is_an_uncalibrated_lpips(one_thread):
     cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1)
     assert torch.allclose(feature_distance(net, levels=(4,))(a, b), (2 - 2 * cos).mean((1, 2)), atol=1e-4)
     assert d.name == "lpips-uncalibrated-resnet18"
+    # input_size: both images are resized first, as the network saw them in training
+    up = lambda x: torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False,
+                                                   antialias=True)
+    torch.testing.assert_close(feature_distance(net, input_size=64)(a, b), d(up(a), up(b)))
 
 
 def test_pixel_patches_describe_the_neighbourhood():

@@ -38,5 +38,10 @@ def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
     assert art["num_points"] == 5 and len(art["history"]) == 3
     assert all(math.isfinite(v) for v in art["history"])
     assert math.isfinite(mean_shape_row("mafl", "smoke"))
+    # part="train": the split it was fit on (128 images at smoke); epochs=: another regressor config
+    assert regression_error("random hypercolumn", "mafl", "smoke", part="train")["pred"].shape == (128, 5, 2)
+    longer = regression_error("random hypercolumn", "mafl", "smoke", epochs=4)
+    assert len(zoo.load("lead/regressor", "smoke", features="random hypercolumn", set="mafl", epochs=4)["history"]) == 4
+    assert longer["iod"] != out["iod"]
     with pytest.raises(KeyError, match="unknown feature row"):
         regression_error("pixels", "mafl", "smoke")

@@ -65,7 +65,7 @@ def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: in
 
 def _ema_generator(arch: dict, state_dict: dict | None, seed: int, device):
     """The generator of ``arch`` with ``state_dict`` loaded, or (``None``) as initialised with
-    ``seed`` by :func:`ssl_lab.gan.losses.train_gan` before its first step; eval mode."""
+    ``seed`` by :func:`ssl_lab.gan.train.train_gan` before its first step; eval mode."""
     from ..nets.stylegan2 import build
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -81,8 +81,9 @@ def gate_report(art: dict, real: torch.Tensor, features, n: int | None = None, s
     ``snapshots``) against its training images ``real`` ((N, 3, R, R) in [0, 1]), in the
     feature space of ``features``, with ``n`` samples per generator (default N):
 
-    ``fd_curve``: ``[{"kimg", fd_name}]``, the Frechet distance of the untrained generator
-    (kimg 0, the nothing-learned yardstick) and of each EMA snapshot; ``precision`` and
+    ``fd_curve``: ``[{"kimg", fd_name, "precision", "recall"}]``, the Frechet distance (and
+    precision/recall) of the untrained generator (kimg 0, the nothing-learned yardstick) and
+    of each EMA snapshot; ``precision`` and
     ``recall`` (k = 3) of the final EMA generator; ``gates`` (:func:`ssl_lab.gates.gan_warmup`);
     ``gate_eval`` (feature network, samples, k)."""
     from .. import gates
@@ -96,8 +97,35 @@ def gate_report(art: dict, real: torch.Tensor, features, n: int | None = None, s
     for step, sd in points:
         G = _ema_generator(art["arch"], sd, init_seed, device)
         f_fake = compute_features(features, sample(G, n, seed, device=device))
-        curve.append({"kimg": step * batch / 1000, name: fd_from_features(f_real, f_fake)})
+        curve.append({"kimg": step * batch / 1000, name: fd_from_features(f_real, f_fake),
+                      **precision_recall(f_real, f_fake, k=3)})
     G = _ema_generator(art["arch"], art["G_ema"], init_seed, device)
     pr = precision_recall(f_real, compute_features(features, sample(G, n, seed, device=device)), k=3)
     return dict(fd_curve=curve, **pr, gates=gates.gan_warmup(pr["precision"], pr["recall"], curve, name),
                 gate_eval=dict(features=features.name, samples=n, real=len(real), k=3))
+
+
+def sampling_noise(G, real: torch.Tensor, features, distance, seeds=(0, 1, 2, 3, 4), n: int = 1000,
+                   n_ppl: int = 1000, batch: int = 64, device="cpu") -> dict:
+    """The metrics' own noise: :func:`evaluate` of one generator with each sample seed in
+    ``seeds`` (new latent codes for FD, precision/recall and PPL; same weights, same real
+    images). Returns ``{"runs": {seed: {fd_name, "precision", "recall", "PPL"}}, "mean": {...},
+    "sd": {...}}`` (sd with Bessel's correction): a difference between two generators is a
+    finding only beyond about two such sd (and beyond the spread across training seeds)."""
+    runs = {}
+    for s in seeds:
+        rep = evaluate(G, real, features, distance, n=n, n_ppl=n_ppl, seed=s, batch=batch, device=device)
+        fd_name = metric_name(features.name)
+        runs[s] = {k: float(rep[k]) for k in (fd_name, "precision", "recall", "PPL")}
+    cols = next(iter(runs.values()))
+    table = torch.tensor([[r[c] for c in cols] for r in runs.values()], dtype=torch.float64)
+    return dict(runs=runs, mean=dict(zip(cols, table.mean(0).tolist())),
+                sd=dict(zip(cols, table.std(0).tolist())))
+
+
+def held_out_reference(real: torch.Tensor, held_out: torch.Tensor, features) -> dict:
+    """What a perfect generator would score: FD and precision/recall (k = 3) of ``held_out``
+    real images (not trained on) against the training images ``real`` (both in [0, 1])."""
+    f_real = compute_features(features, real * 2 - 1)
+    f_held = compute_features(features, held_out * 2 - 1)
+    return {metric_name(features.name): fd_from_features(f_real, f_held), **precision_recall(f_real, f_held, k=3)}

@@ -11,8 +11,9 @@ betas (0, 0.99), R1 gamma 1, EMA half-life 10 kimg, style mixing 0.9, ADA target
 (500 kimg speed), HSR on after 500 kimg. ``small``/``smoke``: the narrow CPU networks,
 R1 gamma ``0.0002 R^2 / batch``, EMA half-life ``batch * 10 / 32`` kimg, lr 0.0025 and EMA
 ramp-up 0.05 as in StyleGAN2-ADA's ``auto`` config (train.py), faster ADA and shorter
-warm-up for short runs; ``small`` trains at batch 64 in channels_last (about 100 images/s
-on 2 CPU cores against 80 at batch 32; bf16 autocast measured slower there, so it is off).
+warm-up for short runs; ``small`` trains at batch 64 in channels_last, in fp32 (``python -m
+ssl_lab bench hsr/warmup --scale small`` on 2 cores: 110 images/s; batch 16 NCHW 47; bf16
+autocast 142, but whether it reaches the same gates is untested, so it is off).
 
 Branching (thesis Sec. 4.3.1: HSR is switched on after a warm-up, and the HSR variants share
 the warm-up): ``warm = train_gan(..., keep_state=True)`` keeps the full training state;
@@ -72,9 +73,9 @@ class GANConfig:
 
 CONFIGS = {
     "full": GANConfig(arch="full"),
-    "small": GANConfig(arch="small", batch=64, kimg=250.0, lr=0.0025, r1_gamma=0.0002 * 32 ** 2 / 64,
+    "small": GANConfig(arch="small", batch=64, kimg=375.0, lr=0.0025, r1_gamma=0.0002 * 32 ** 2 / 64,
                        ema_kimg=64 * 10 / 32, ema_rampup=0.05, ada_kimg=100.0, hsr_hidden=256,
-                       hsr_warmup_kimg=250.0, channels_last=True),
+                       hsr_warmup_kimg=375.0, channels_last=True),
     "smoke": GANConfig(arch="smoke", kimg=0.5, lr=0.0025, r1_gamma=0.0002 * 32 ** 2 / 16,
                        ema_rampup=0.05, ada_kimg=20.0, hsr_hidden=64, hsr_warmup_kimg=0.1,
                        log_every=4),

@@ -123,16 +123,25 @@ def path_length(generate: Callable[[torch.Tensor], torch.Tensor],
     return filtered_mean(distances), distances
 
 
-def feature_distance(backbone, levels=(1, 2, 3, 4)):
+def feature_distance(backbone, levels=(1, 2, 3, 4), input_size: int | None = None):
     """A perceptual distance for PPL below full scale, where the LPIPS VGG weights are not
     available: LPIPS's uncalibrated form (``lpips=False`` in the ``lpips`` package: no learned
     per-channel weights) on a stand-in network. For each of ``levels`` of ``backbone`` (a
     :class:`~ssl_lab.nets.backbones.Backbone`), channel vectors are scaled to unit length,
     the squared difference is summed over channels and averaged over positions; the levels
-    are summed. Takes images in [-1, 1]; returns ``(B,)``. ``.name`` labels the result."""
+    are summed. Takes images in [-1, 1], resized (bilinear, antialiased) to ``input_size``
+    first when given (the resolution the stand-in was trained at); returns ``(B,)``.
+    ``.name`` labels the result."""
+    def prepare(x):
+        x = (x.float() + 1) / 2
+        if input_size is not None and x.shape[-1] != input_size:
+            x = torch.nn.functional.interpolate(x, size=(input_size, input_size), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        return x
+
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            fa, fb = backbone((a.float() + 1) / 2), backbone((b.float() + 1) / 2)
+            fa, fb = backbone(prepare(a)), backbone(prepare(b))
         unit = lambda f: f / (f.norm(dim=1, keepdim=True) + 1e-10)
         return sum(((unit(fa[i]) - unit(fb[i])) ** 2).sum(1).mean((1, 2)) for i in levels)
     distance.name = f"lpips-uncalibrated-{backbone.name}"

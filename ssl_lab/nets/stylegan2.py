@@ -61,7 +61,7 @@ z = w = 512, 8 mapping layers, ``channel_base = 16384`` (fmaps 0.5), ``channel_m
 4..16: 64, 32: 32; z = w = 128; 4 mapping layers) and ``smoke`` (32 px; channels
 4..16: 32, 32: 16; z = w = 32; 2 mapping layers) are narrow versions for CPUs. ``small`` is
 32 px because on 2 CPU cores a 64-px G + D step runs at about 50 images/s and a 32-px one at
-about 100 (batch 64, channels_last): twice the images in the same hour, and the generator
+about 110 (batch 64, channels_last): twice the images in the same hour, and the generator
 still has four levels (4, 8, 16, 32 px) for HSR to supervise.
 """
 from __future__ import annotations
