@@ -20,6 +20,10 @@ random-init hypercolumns, on every role set.
 
 The GAN warm-up of the HSR part (:func:`gan_warmup`): ``G1`` precision >= 0.5, ``G2`` recall
 >= 0.2 (k = 3, in the stand-in feature space), ``G3`` its FD falling over training.
+
+The ALS chapter's attribute classifiers (:func:`attribute_classifiers`), on held-out images:
+``A1 <attribute>`` ROC AUC >= 0.9 on each of the six; ``A2`` their mean AUC above the mean of
+a logistic regression on raw pixels (the yardstick that learned no features).
 """
 from __future__ import annotations
 
@@ -88,3 +92,21 @@ def gan_warmup(precision: float, recall: float, curve: list[dict], fd_key: str) 
             _row("G2 recall", recall >= GAN_RECALL, recall, GAN_RECALL, "recall >= 0.2 (k = 3)"),
             _row("G3 FD falls", fd[-1] < min(fd[0], fd[1]), fd[-1], min(fd[0], fd[1]),
                  f"{fd_key} at the end < at the first snapshot ({curve[1]['kimg']:g} kimg) and untrained")]
+
+
+#: the attribute classifiers' bound (ALS chapter): held-out ROC AUC of every ALS attribute
+CLASSIFIER_AUC = 0.9
+
+
+def attribute_classifiers(auc: dict, pixel_auc: dict) -> list[dict]:
+    """Gates A1 (per attribute: AUC >= 0.9) and A2 (mean AUC > the raw-pixel logistic
+    regression's mean AUC) on ``{attribute: held-out AUC}`` of the classifier and of the
+    pixel probe (the same attributes)."""
+    if set(auc) != set(pixel_auc):
+        raise ValueError(f"the classifier and the pixel probe were scored on different attributes: "
+                         f"{sorted(auc)} vs {sorted(pixel_auc)}")
+    out = [_row(f"A1 {a}", v >= CLASSIFIER_AUC, v, CLASSIFIER_AUC, "held-out AUC >= 0.9")
+           for a, v in auc.items()]
+    mean, pix = sum(auc.values()) / len(auc), sum(pixel_auc.values()) / len(pixel_auc)
+    out.append(_row("A2 mean AUC", mean > pix, mean, pix, "mean AUC > raw-pixel logistic regression's"))
+    return out

@@ -343,7 +343,7 @@ def gan_training_set(cfg: dict) -> torch.Tensor:
 
 
 @zoo.register("hsr/warmup", {s: {k: v for k, v in c.items() if k != "branch_kimg"}
-                             for s, c in _GAN.items()})
+                             for s, c in _GAN.items()}, ship_state=True)
 def train_gan_warmup(cfg, device, seed):
     """StyleGAN2-ADA without HSR for ``warmup_kimg``, keeping the training state to branch from.
     Below full scale it is resumable (the zoo's training checkpoint) and keeps
@@ -369,7 +369,7 @@ def train_gan_branch(cfg, device, seed):
     (:data:`ssl_lab.gan.hsr.LEVELS`), from the first step of the branch; ``pl_weight`` 0
     switches the path-length regularizer off (Table 4.4)."""
     from .gan.train import gan_config, train_gan
-    warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=seed, shipped=False,
+    warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=seed, with_state=True,
                     **{k: cfg[k] for k in ("images", "warmup_kimg")})   # with its training state
     hsr = cfg["features"] != "none"
     gcfg = gan_config(cfg["scale"], kimg=cfg["branch_kimg"], hsr=hsr, hsr_levels=cfg["levels"],
@@ -408,6 +408,46 @@ def eval_features(scale: str, device="cpu"):
     features.name = f"synth-sup-{net.name.replace('resnet', 'r')}"
     features.net, features.size = net, size
     return features
+
+
+# -- the ALS chapter's attribute classifiers (thesis §4.3.3) ----------------------------------
+# small: a ResNet-10-T (4.9 M parameters) at the GAN's 32 px, 1,500 steps of 64 on the first
+# 8,000 images of its own split; the last 2,000 are held out (its AUC per attribute is shown).
+_ALS_CLF = {
+    "smoke": dict(scale="smoke", backbone="test_resnet", train=192, test=64, batch_size=32,
+                  steps=10, lr=1e-3),
+    "small": dict(scale="small", backbone="resnet10t", train=8000, test=2000, batch_size=64,
+                  steps=1500, lr=1e-3),
+}
+for _c in _ALS_CLF.values():
+    _c.update(split="ffhq_aligned_attr", split_key=splits.spec_key("ffhq_aligned_attr"))
+
+
+def _build_classifier(art, device):
+    from .attribute_classifier import AttributeClassifier
+    clf = AttributeClassifier(art["backbone"])
+    clf.load_state_dict(art["state_dict"])
+    return clf.to(device).eval().requires_grad_(False)
+
+
+@zoo.register("als/classifier", _ALS_CLF, build=_build_classifier, store="int8")
+def train_attribute_classifier(cfg, device, seed):
+    """The attribute classifiers ``C_j`` of ALS below full scale
+    (:mod:`ssl_lab.attribute_classifier`), with their held-out accuracy and AUC."""
+    from .attribute_classifier import AttributeClassifier, fit, held_out_report
+    faces = splits.load(cfg["split"], cfg["scale"])
+    images, labels = faces.data["image"], faces.data["binary"]
+    n, m = cfg["train"], cfg["test"]
+    if n + m > len(images):
+        raise ValueError(f"{cfg['split']} has {len(images)} images, fewer than {n} + {m}")
+    torch.manual_seed(seed)
+    clf = AttributeClassifier(cfg["backbone"]).to(device)
+    t0 = time.perf_counter()
+    history = fit(clf, images[:n], labels[:n], cfg["steps"], cfg["batch_size"], cfg["lr"], seed, device)
+    wall = time.perf_counter() - t0
+    return dict(backbone=cfg["backbone"], history=history, wall_s=wall,
+                held_out=held_out_report(clf.cpu(), images[-m:], labels[-m:]),
+                state_dict={k: v.detach().cpu().clone() for k, v in clf.state_dict().items()})
 
 
 # -- what the book's chapters load ------------------------------------------------------------

@@ -65,19 +65,24 @@ class Recipe:
     configs: dict            # scale -> config dict
     build: Callable[[Any, Any], Any] | None = None
     store: str = "float16"   # how shipped files keep float32 weights: "float16" or "int8"
+    ship_state: bool = False  # ship the training state too (float32, beside the artefact)
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def register(name: str, configs: dict, build: Callable | None = None, store: str = "float16"):
+def register(name: str, configs: dict, build: Callable | None = None, store: str = "float16",
+             ship_state: bool = False):
     """Decorator: ``@register("lead/stage1-byol", {"smoke": {...}, "small": {...}, "full": {...}})``.
-    ``store="int8"``: shipped files keep large weight tensors as int8 (:func:`_compact`)."""
+    ``store="int8"``: shipped files keep large weight tensors as int8 (:func:`_compact`).
+    ``ship_state``: the shipped zoo also keeps the artefact's training state (:data:`TRAINING_ONLY`
+    keys), exactly (float32), in ``<slot>.state.pt``: what a branch continues from
+    (``load(..., with_state=True)``), so no clone has to retrain a warm-up to branch."""
     if store not in STORES:
         raise ValueError(f"store must be one of {sorted(STORES)}, got {store!r}")
 
     def deco(train):
-        RECIPES[name] = Recipe(name, train, configs, build, store)
+        RECIPES[name] = Recipe(name, train, configs, build, store, ship_state)
         return train
     return deco
 
@@ -264,10 +269,18 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
         train(name, scale, device=device, seed=seed, **overrides)
     art = torch.load(path, map_location="cpu", weights_only=False)
     meta = info(name, scale, seed, cached=True, **overrides) or {}
+    state = {}
     if isinstance(art, dict):                                    # not needed to evaluate
+        state = {k: v for k, v in art.items() if k in TRAINING_ONLY}
         art = {k: v for k, v in art.items() if k not in TRAINING_ONLY}
     store = recipe(name).store
     out = atomic_save(_compact(art, int8=store == "int8"), shipped_path(name, scale, seed, **overrides))
+    state_info = {}
+    if recipe(name).ship_state:
+        if not state:
+            raise ValueError(f"{name!r} ships its training state, but {path} holds none")
+        sp = atomic_save(state, _state_path(out))
+        state_info = dict(state_file=sp.name, state_sha256=sha256(sp), state_bytes=sp.stat().st_size)
     from .data.splits import RENDERER_VERSION
     history = art.get("history") if isinstance(art, dict) else None
     manifest = dict(
@@ -278,9 +291,13 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
         device=meta.get("device"), torch=meta.get("torch"), commit=meta.get("commit"),
         wall_time_s=meta.get("wall_time_s"), images_per_s=_images_per_s(art),
         loss_curve=_curve(history), gates=gates or (art.get("gates") if isinstance(art, dict) else None),
-        command=train_command(name, scale, seed, **overrides))
+        command=train_command(name, scale, seed, **overrides), **state_info)
     atomic_write_text(json.dumps(manifest, indent=1, default=str) + "\n", out.with_suffix(".json"))
     return out
+
+
+def _state_path(artefact: Path) -> Path:
+    return artefact.with_name(artefact.stem + ".state.pt")
 
 
 def _images_per_s(art):
@@ -289,9 +306,12 @@ def _images_per_s(art):
 
 
 def load(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoint=None,
-         retrain: bool = False, train_full: bool = False, shipped: bool = True, **overrides):
+         retrain: bool = False, train_full: bool = False, shipped: bool = True,
+         with_state: bool = False, **overrides):
     """The stored artefact (no ``build``), resolved as the module docstring says.
-    ``shipped=False`` skips the shipped zoo (training that needs a warm-up's full state)."""
+    ``shipped=False`` skips the shipped zoo. ``with_state``: the artefact with its training
+    state (what a branch continues from): the shipped one only if it ships its state
+    (``register(ship_state=True)``; checked against the manifest's sha256), else the cache's."""
     recipe(name)
     if checkpoint is not None:
         if retrain:
@@ -306,9 +326,17 @@ def load(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoin
         if sp.exists() and sp.with_suffix(".json").exists():
             manifest = _read_manifest(sp)
             stale = stale_reason(manifest, name, scale, seed, **overrides)
-            if stale is None:
+            if stale is None and (not with_state or "state_file" in manifest):
                 _check_sha(sp, manifest)
-                return _restore(torch.load(sp, map_location=device, weights_only=False))
+                art = _restore(torch.load(sp, map_location=device, weights_only=False))
+                if with_state:
+                    state = _state_path(sp)
+                    if not state.exists() or sha256(state) != manifest["state_sha256"]:
+                        raise CorruptArtefact(
+                            f"the training state {state} of {sp} is missing or corrupt (its sha256 "
+                            f"does not match the manifest's); restore it (git checkout -- {state})")
+                    art.update(torch.load(state, map_location=device, weights_only=False))
+                return art
     path = cache_path(name, scale, seed, **overrides)
     if retrain or not path.exists():
         cmd = train_command(name, scale, seed, **overrides)

@@ -162,6 +162,39 @@ def test_shipped_artefact_comes_before_the_cache_and_is_stored_compactly(home):
     assert zoo.info("test/weights", "smoke", seed=2)["sha256"] == m["sha256"]
 
 
+@zoo.register("test/warmup", {"smoke": {"n": 3}}, ship_state=True)
+def _train_warmup(cfg, device, seed):
+    CALLS.append(("warmup", cfg["n"], seed))
+    g = torch.Generator().manual_seed(seed)
+    return {"G": torch.rand(cfg["n"], generator=g), "state": {"D": torch.rand(cfg["n"], generator=g)}}
+
+
+def test_a_recipe_that_ships_its_state_branches_from_the_shipped_zoo(home, monkeypatch):
+    path = zoo.ship("test/warmup", "smoke")
+    state = path.with_name("smoke-seed0.state.pt")
+    m = json.loads(path.with_suffix(".json").read_text())
+    assert m["state_file"] == state.name and m["state_sha256"] == zoo.sha256(state)
+    assert "state" not in torch.load(path, weights_only=False)              # evaluation file: no state
+    expect = torch.load(state, weights_only=False)["state"]["D"]
+    for p in (home / "zoo").rglob("*.pt"):                                  # no cache: only the zoo
+        p.unlink()
+    monkeypatch.setenv("SSL_LAB_TRAIN", "never")
+    CALLS.clear()
+    art = zoo.load("test/warmup", "smoke", with_state=True)
+    assert CALLS == [] and torch.equal(art["state"]["D"], expect)           # exact: float32 kept
+    assert expect.dtype == torch.float32
+    assert "state" not in zoo.load("test/warmup", "smoke")
+    state.write_bytes(state.read_bytes()[:-4])
+    with pytest.raises(zoo.CorruptArtefact, match="training state .* missing or corrupt"):
+        zoo.load("test/warmup", "smoke", with_state=True)
+    # a recipe that does not ship its state: with_state skips the shipped file for the cache
+    zoo.ship("test/weights", "smoke")
+    zoo.cache_path("test/weights", "smoke").unlink()
+    assert "state_dict" in zoo.load("test/weights", "smoke")
+    with pytest.raises(zoo.MissingArtefact, match="test/weights"):
+        zoo.load("test/weights", "smoke", with_state=True)
+
+
 def test_slots_name_only_the_overrides_that_differ(home):
     assert zoo.slot("test/weights", "smoke", 0, n=3) == "smoke-seed0"
     assert zoo.slot("test/weights", "smoke", 1, n=5, lr=0.1) == "smoke-seed1-n=5"

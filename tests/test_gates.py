@@ -46,3 +46,14 @@ def test_gan_warmup_gates_by_hand():
     assert not gates.gan_warmup(0.9, 0.9, rising, "FD_x")[2]["passed"]
     with pytest.raises(ValueError, match="at least two snapshots"):
         gates.gan_warmup(0.9, 0.9, rising[:2], "FD_x")
+
+
+def test_attribute_classifier_gates_by_hand():
+    auc = {"Smile": 0.95, "Age": 0.89}
+    g = {r["gate"]: r for r in gates.attribute_classifiers(auc, {"Smile": 0.97, "Age": 0.7})}
+    assert g["A1 Smile"]["passed"] and not g["A1 Age"]["passed"]
+    # mean 0.92 against the pixels' 0.835: passes although Smile alone is below its pixel probe
+    assert g["A2 mean AUC"]["passed"] and g["A2 mean AUC"]["value"] == 0.92
+    assert not gates.attribute_classifiers({"Smile": 0.9}, {"Smile": 0.9})[-1]["passed"]   # a tie fails
+    with pytest.raises(ValueError, match="different attributes"):
+        gates.attribute_classifiers(auc, {"Smile": 0.9})

@@ -311,6 +311,39 @@ def test_als_end_to_end_with_quadratic_classifier():
     assert linear["ts"].numel() == 11 and linear["als"] == pytest.approx(0.0, abs=1e-10)
 
 
+def test_generator_als_on_a_linear_and_a_squaring_generator():
+    """A generator whose images are affine in w, scored by a linear classifier, has ALS 0 in
+    both variants; squaring the w makes the thesis variant the mean of (t^2 - t)^2 (w0, w1)^2."""
+    from ssl_lab.nets.stylegan2 import build
+    G, _ = build("smoke")
+    G.eval()
+
+    class Affine(torch.nn.Module):          # "synthesis": the first 3 w entries as a 3x1x1 image
+        def __init__(self, square=False):
+            super().__init__()
+            self.square = square
+
+        def forward(self, ws, noise_mode="const"):
+            x = ws[:, 0, :3]
+            return (x ** 2 if self.square else 2 * x + 1)[:, :, None, None]
+
+    classify = lambda img: img.flatten(1)
+    G.synthesis = Affine()
+    out = als.generator_als(G, classify, n_paths=5, seed=1, steps=4)
+    assert out["scores"].shape == (5, 5, 3)
+    assert out["thesis"]["als"] == pytest.approx(0.0, abs=1e-9)
+    assert out["released"]["als"] == pytest.approx(0.0, abs=1e-9)
+    G.synthesis = Affine(square=True)
+    sq = als.generator_als(G, classify, n_paths=5, seed=1, steps=4)
+    w0, w1 = sq["w0"][:, 0, :3].double(), sq["w1"][:, 0, :3].double()
+    # (w0 + t d)^2 - chord = (t^2 - t) d^2 with d = w1 - w0
+    ts = torch.linspace(0, 1, 5, dtype=torch.float64)
+    hand = ((ts ** 2 - ts)[None, 1:, None] ** 2 * ((w1 - w0) ** 4)[:, None]).mean()
+    assert sq["thesis"]["als"] == pytest.approx(float(hand), rel=1e-5)
+    # the same seed gives the same paths
+    assert torch.equal(als.latent_paths(G, 5, seed=1)[0], sq["w0"])
+
+
 # ----------------------------------------------------------------------------- outliers
 
 def test_mahalanobis_identity_is_euclidean_and_diagonal_by_hand():

@@ -80,7 +80,11 @@ GAN_LIMITED = (1000, 2000, 10000)
 # the GAN recipes put spec_key("ffhq_aligned") in their configs instead.
 FFHQ_ALIGNED = SynthConfig(yaw=15, pitch=10, roll=10, blur=(0.0, 0.3), noise=(0.0, 0.01),
                            align_eyes=(0.25, -0.055))
-GAN_SPECS = {"ffhq_aligned": SplitSpec(FFHQ_ALIGNED, 0, 73, 9_500_000, 1)}
+# ffhq_aligned_attr: the same distribution, other identities and images: the attribute
+# classifiers of the ALS chapter train and are tested on it (the CelebA-HQ role: the thesis's
+# classifiers were not trained on the GAN's data either).
+GAN_SPECS = {"ffhq_aligned": SplitSpec(FFHQ_ALIGNED, 0, 73, 9_500_000, 1),
+             "ffhq_aligned_attr": SplitSpec(FFHQ_ALIGNED, 0, 75, 9_700_000, 1)}
 
 
 def _spec(name: str) -> SplitSpec:

@@ -31,7 +31,8 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["als_from_scores", "als", "als_released_variant", "interpolation_scores"]
+__all__ = ["als_from_scores", "als", "als_released_variant", "interpolation_scores", "latent_paths",
+           "generator_als"]
 
 
 def _check(scores, ts=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,3 +117,29 @@ def als(generate, classifier, w0, w1, steps: int = 10, scale=None) -> dict:
     (the returned dict also holds ``"scores"`` and ``"ts"``)."""
     scores, ts = interpolation_scores(generate, classifier, w0, w1, steps)
     return {**als_from_scores(scores, ts, scale), "scores": scores, "ts": ts}
+
+
+@torch.no_grad()
+def latent_paths(G, n_paths: int, seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """End points of ``n_paths`` interpolation paths: ``w_0, w_1 = mapping(z_0), mapping(z_1)``
+    for seeded standard-normal ``z`` (no truncation), as ``(n_paths, num_ws, w_dim)``: one w
+    broadcast to every layer, so the path is a line in W and in W+ alike."""
+    z = torch.randn(2, n_paths, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    return G.mapping(z[0]), G.mapping(z[1])
+
+
+def generator_als(G, classifier, n_paths: int = 200, seed: int = 0, steps: int = 10,
+                  batch: int = 256, device="cpu") -> dict:
+    """Both ALS variants of generator ``G`` over ``n_paths`` random paths (:func:`latent_paths`,
+    constant noise) scored by ``classifier(images in [-1, 1]) -> (B, J)`` logits.
+
+    Returns ``{"thesis": als_from_scores(...), "released": als_released_variant(...),
+    "scores": (n_paths, steps + 1, J), "ts", "w0", "w1"}``."""
+    w0, w1 = latent_paths(G, n_paths, seed, device)
+
+    def generate(ws):
+        return torch.cat([G.synthesis(b, noise_mode="const") for b in ws.split(batch)])
+
+    scores, ts = interpolation_scores(generate, classifier, w0, w1, steps)
+    return {"thesis": als_from_scores(scores, ts), "released": als_released_variant(scores),
+            "scores": scores, "ts": ts, "w0": w0.cpu(), "w1": w1.cpu()}

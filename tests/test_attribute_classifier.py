@@ -1,0 +1,92 @@
+"""The ALS chapter's attribute classifiers and the renderer's linear attribute paths."""
+import numpy as np
+import pytest
+import torch
+
+from ssl_lab import attribute_classifier as ac
+from ssl_lab.data.synthfaces import BINARY_ATTRIBUTES
+from ssl_lab.metrics import als
+
+
+@pytest.fixture(scope="module")
+def paths():
+    return ac.linear_paths(6, steps=4, size=32, seed=0)
+
+
+def test_linear_paths_move_the_true_attributes_linearly(paths):
+    assert paths["images"].shape == (6, 5, 3, 32, 32)
+    assert paths["images"].min() >= -1 and paths["images"].max() <= 1
+    ts = paths["ts"].numpy()
+    for key in ("age", "smile"):
+        v = paths[key].numpy()
+        chord = v[:, :1] + ts[None] * (v[:, -1:] - v[:, :1])
+        np.testing.assert_allclose(v, chord, atol=1e-6)           # exactly on the chord
+        assert (np.abs(v[:, -1] - v[:, 0]) > 1e-3).any()             # and they do move
+    # ALS of the true continuous values is zero: the calibration paths are linear by construction
+    true = torch.stack([paths["age"], paths["smile"]], -1)
+    assert als.als_from_scores(true, paths["ts"])["als"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_linear_paths_keep_the_discrete_attributes(paths):
+    b = paths["binary"]
+    for name in ("male", "bangs", "beard", "eyeglasses", "black_hair", "blond_hair"):
+        j = BINARY_ATTRIBUTES.index(name)
+        assert (b[:, :, j] == b[:, :1, j]).all(), name
+    # the end images differ (two identities), the path's images change gradually
+    im = paths["images"]
+    step = (im[:, 1:] - im[:, :-1]).abs().mean((2, 3, 4))
+    ends = (im[:, -1] - im[:, 0]).abs().mean((1, 2, 3))
+    assert (ends > 0.02).all() and (step < ends[:, None]).all()
+
+
+def test_linear_paths_are_deterministic():
+    a, b = ac.linear_paths(2, steps=2, seed=3), ac.linear_paths(2, steps=2, seed=3)
+    assert torch.equal(a["images"], b["images"])
+    assert not torch.equal(a["images"], ac.linear_paths(2, steps=2, seed=4)["images"])
+
+
+class _Oracle(ac.AttributeClassifier):
+    """Logits read off an image's mean brightness: +1 for every attribute when bright."""
+
+    def forward(self, images):
+        s = images.float().mean((1, 2, 3))
+        return s[:, None].repeat(1, len(BINARY_ATTRIBUTES)) * 10
+
+
+def test_held_out_report_by_hand():
+    clf = _Oracle("test_resnet")
+    bright = torch.full((4, 3, 8, 8), 230, dtype=torch.uint8)
+    dark = torch.full((4, 3, 8, 8), 20, dtype=torch.uint8)
+    images = torch.cat([bright, dark])
+    labels = torch.zeros(8, len(BINARY_ATTRIBUTES))
+    labels[:4] = 1                                                   # bright = positive
+    labels[0, BINARY_ATTRIBUTES.index("beard")] = 0                  # one beard label wrong
+    rep = ac.held_out_report(clf, images, labels)
+    assert list(rep) == list(ac.ALS_ATTRIBUTES)
+    assert rep["Smile"]["accuracy"] == 1.0 and rep["Smile"]["auc"] == 1.0
+    assert rep["Beard"]["accuracy"] == pytest.approx(7 / 8)
+    # 3 positives x 5 negatives: the 12 pairs against dark images are ordered right, the 3
+    # against the mislabelled bright one are ties (half each): (12 + 1.5) / 15
+    assert rep["Beard"]["auc"] == pytest.approx(13.5 / 15)
+    assert rep["Smile"]["positive_rate"] == 0.5
+
+
+def test_scores_pick_the_six_attributes_in_order():
+    clf = ac.AttributeClassifier("test_resnet").eval()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        full = clf(x)
+    cols = [BINARY_ATTRIBUTES.index(a) for a in ac.ALS_ATTRIBUTES.values()]
+    torch.testing.assert_close(clf.scores(x, batch=2), full[:, cols])
+
+
+def test_fit_lowers_the_loss_on_a_learnable_attribute():
+    torch.manual_seed(0)
+    n = 128
+    labels = torch.zeros(n, len(BINARY_ATTRIBUTES))
+    labels[: n // 2] = 1
+    images = torch.where(labels[:, :1, None, None].bool().expand(n, 3, 16, 16),
+                         torch.tensor(200, dtype=torch.uint8), torch.tensor(40, dtype=torch.uint8))
+    clf = ac.AttributeClassifier("test_resnet")
+    hist = ac.fit(clf, images, labels, steps=30, batch_size=32, lr=3e-3)
+    assert np.mean(hist[-5:]) < 0.5 * np.mean(hist[:3])
