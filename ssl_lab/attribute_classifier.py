@@ -150,24 +150,29 @@ def linear_paths(n_paths: int, steps: int = 10, size: int = 32, seed: int = 0,
                 smile=torch.from_numpy(im_path["smile"]).reshape(shape))
 
 
-def pixel_probe(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                test_labels: torch.Tensor, size: int = 16) -> dict:
-    """The nothing-learned yardstick of the classifiers' gate: per ALS attribute, the held-out
-    ROC AUC of a logistic regression on raw pixels (uint8 images area-resized to ``size`` px,
-    standardised; scikit-learn, L2, C = 1)."""
+
+def linear_probe(train_x, train_labels: torch.Tensor, test_x, test_labels: torch.Tensor,
+                 attributes: dict = ALS_ATTRIBUTES) -> dict:
+    """Held-out ROC AUC per attribute (``{thesis name: SynthFaces name}``) of a logistic
+    regression (scikit-learn, L2, C = 1, on standardised inputs) from features ``(N, D)``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
+    train_x, test_x = np.asarray(train_x, dtype=np.float64), np.asarray(test_x, dtype=np.float64)
+    scaler = StandardScaler().fit(train_x)
+    xtr, xte = scaler.transform(train_x), scaler.transform(test_x)
+    out = {}
+    for thesis, name in attributes.items():
+        j = BINARY_ATTRIBUTES.index(name)
+        lr = LogisticRegression(C=1.0, max_iter=2000).fit(xtr, train_labels[:, j].numpy())
+        out[thesis] = float(roc_auc_score(test_labels[:, j].numpy(), lr.decision_function(xte)))
+    return out
 
+
+def pixel_probe(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
+                test_labels: torch.Tensor, size: int = 16) -> dict:
+    """The nothing-learned yardstick of the classifiers' gate: :func:`linear_probe` on raw
+    pixels (uint8 images area-resized to ``size`` px)."""
     def pixels(x):
         return F.interpolate(x.float() / 255, size=(size, size), mode="area").flatten(1).numpy()
-
-    scaler = StandardScaler().fit(pixels(train_images))
-    xtr, xte = scaler.transform(pixels(train_images)), scaler.transform(pixels(test_images))
-    out = {}
-    for thesis, name in ALS_ATTRIBUTES.items():
-        j = BINARY_ATTRIBUTES.index(name)
-        ytr, yte = train_labels[:, j].numpy(), test_labels[:, j].numpy()
-        lr = LogisticRegression(C=1.0, max_iter=2000).fit(xtr, ytr)
-        out[thesis] = float(roc_auc_score(yte, lr.decision_function(xte)))
-    return out
+    return linear_probe(pixels(train_images), train_labels, pixels(test_images), test_labels)

@@ -90,3 +90,14 @@ def test_fit_lowers_the_loss_on_a_learnable_attribute():
     clf = ac.AttributeClassifier("test_resnet")
     hist = ac.fit(clf, images, labels, steps=30, batch_size=32, lr=3e-3)
     assert np.mean(hist[-5:]) < 0.5 * np.mean(hist[:3])
+
+
+def test_linear_probe_reads_a_linear_feature_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    labels = (torch.rand(400, len(BINARY_ATTRIBUTES), generator=g) < 0.5).float()
+    informative = labels * 2 - 1 + 0.3 * torch.randn(400, len(BINARY_ATTRIBUTES), generator=g)
+    noise = torch.randn(400, 5, generator=g)
+    auc = ac.linear_probe(informative[:300], labels[:300], informative[300:], labels[300:])
+    assert list(auc) == list(ac.ALS_ATTRIBUTES) and min(auc.values()) > 0.99
+    chance = ac.linear_probe(noise[:300], labels[:300], noise[300:], labels[300:])
+    assert all(abs(v - 0.5) < 0.2 for v in chance.values())

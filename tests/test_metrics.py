@@ -464,6 +464,13 @@ def test_feature_distance_is_an_uncalibrated_lpips(one_thread):
     up = lambda x: torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False,
                                                    antialias=True)
     torch.testing.assert_close(feature_distance(net, input_size=64)(a, b), d(up(a), up(b)))
+    # grad=True: the same value, differentiable in the images; the default carries no graph
+    x = a.clone().requires_grad_(True)
+    assert not d(x, b).requires_grad
+    dg = feature_distance(net, grad=True)(x, b)
+    torch.testing.assert_close(dg.detach(), d(a, b))
+    dg.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_pixel_patches_describe_the_neighbourhood():

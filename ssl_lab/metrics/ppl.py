@@ -123,7 +123,7 @@ def path_length(generate: Callable[[torch.Tensor], torch.Tensor],
     return filtered_mean(distances), distances
 
 
-def feature_distance(backbone, levels=(1, 2, 3, 4), input_size: int | None = None):
+def feature_distance(backbone, levels=(1, 2, 3, 4), input_size: int | None = None, grad: bool = False):
     """A perceptual distance for PPL below full scale, where the LPIPS VGG weights are not
     available: LPIPS's uncalibrated form (``lpips=False`` in the ``lpips`` package: no learned
     per-channel weights) on a stand-in network. For each of ``levels`` of ``backbone`` (a
@@ -131,7 +131,8 @@ def feature_distance(backbone, levels=(1, 2, 3, 4), input_size: int | None = Non
     the squared difference is summed over channels and averaged over positions; the levels
     are summed. Takes images in [-1, 1], resized (bilinear, antialiased) to ``input_size``
     first when given (the resolution the stand-in was trained at); returns ``(B,)``.
-    ``.name`` labels the result."""
+    ``.name`` labels the result. ``grad``: differentiable in the images (for latent
+    projection, :func:`ssl_lab.gan.projection.project`); else computed without gradients."""
     def prepare(x):
         x = (x.float() + 1) / 2
         if input_size is not None and x.shape[-1] != input_size:
@@ -140,7 +141,7 @@ def feature_distance(backbone, levels=(1, 2, 3, 4), input_size: int | None = Non
         return x
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             fa, fb = backbone(prepare(a)), backbone(prepare(b))
         unit = lambda f: f / (f.norm(dim=1, keepdim=True) + 1e-10)
         return sum(((unit(fa[i]) - unit(fb[i])) ** 2).sum(1).mean((1, 2)) for i in levels)
