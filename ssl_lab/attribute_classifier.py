@@ -176,3 +176,11 @@ def pixel_probe(train_images: torch.Tensor, train_labels: torch.Tensor, test_ima
     def pixels(x):
         return F.interpolate(x.float() / 255, size=(size, size), mode="area").flatten(1).numpy()
     return linear_probe(pixels(train_images), train_labels, pixels(test_images), test_labels)
+
+
+def label_auc(labels: torch.Tensor, target: str, cue: str, sign: float = 1.0) -> float:
+    """ROC AUC of one true binary attribute ``cue`` (times ``sign``) as the score for another,
+    ``target`` (SynthFaces names): how much of ``target`` a single visible cue gives away."""
+    from sklearn.metrics import roc_auc_score
+    y = labels[:, BINARY_ATTRIBUTES.index(target)].numpy()
+    return float(roc_auc_score(y, sign * labels[:, BINARY_ATTRIBUTES.index(cue)].numpy()))

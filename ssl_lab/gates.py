@@ -24,6 +24,10 @@ The GAN warm-up of the HSR part (:func:`gan_warmup`): ``G1`` precision >= 0.5, `
 The ALS chapter's attribute classifiers (:func:`attribute_classifiers`), on held-out images:
 ``A1 <attribute>`` ROC AUC >= 0.9 on each of the six; ``A2`` their mean AUC above the mean of
 a logistic regression on raw pixels (the yardstick that learned no features).
+
+The HSR feature networks' stand-ins (:func:`feature_standins`): ``V <row>``: the trained ViTs
+("ViT DINO", "DeiT") each above the random-init ViT in the mean held-out AUC of a linear probe
+of the six ALS attributes on their features.
 """
 from __future__ import annotations
 
@@ -110,3 +114,13 @@ def attribute_classifiers(auc: dict, pixel_auc: dict) -> list[dict]:
     mean, pix = sum(auc.values()) / len(auc), sum(pixel_auc.values()) / len(pixel_auc)
     out.append(_row("A2 mean AUC", mean > pix, mean, pix, "mean AUC > raw-pixel logistic regression's"))
     return out
+
+
+def feature_standins(mean_auc: dict, random: str = "ViT (RandInit)",
+                     trained=("ViT DINO", "DeiT")) -> list[dict]:
+    """Gate V on ``{Table 4.1 row: mean held-out probe AUC}``: each ``trained`` row above ``random``."""
+    missing = [r for r in (random, *trained) if r not in mean_auc]
+    if missing:
+        raise ValueError(f"gate V needs the probe of {missing}")
+    return [_row(f"V {r}", mean_auc[r] > mean_auc[random], mean_auc[r], mean_auc[random],
+                 f"{r} probe AUC > {random}'s") for r in trained]

@@ -216,6 +216,25 @@ def hsr_features(row: str, scale: str, device="cpu", seed: int = 0):
     return resnet_features(net.name, weights=net.state_dict(), input_size=size).to(device)
 
 
+def hsr_feature_probe(row: str, scale: str, device="cpu", n_train: int | None = None,
+                      n_test: int | None = None) -> dict:
+    """Held-out ROC AUC per ALS attribute of a linear probe (:func:`ssl_lab.attribute_classifier.linear_probe`)
+    on the feature network of Table 4.1's row ``row``, fed what HSR feeds it: the aligned
+    32-px faces of the classifiers' split in [-1, 1] (resized to the network's input size); the
+    features are the last map, averaged over positions. What gate V compares
+    (:func:`ssl_lab.gates.feature_standins`)."""
+    from .attribute_classifier import CLASSIFIER_SPLIT, linear_probe
+    cfg = zoo.config("als/classifier", scale)
+    n_train, n_test = n_train or cfg["train"], n_test or cfg["test"]
+    faces = splits.load(CLASSIFIER_SPLIT, scale)
+    x, y = faces.data["image"], faces.data["binary"]
+    net = hsr_features(row, scale, device=device)
+    with torch.no_grad():
+        f = torch.cat([net(b.float().div(127.5).sub(1).to(device))[-1].mean((2, 3)).cpu()
+                       for b in x.split(256)])
+    return linear_probe(f[:n_train], y[:n_train], f[-n_test:], y[-n_test:])
+
+
 def stage1_backbones(scale: str, device="cpu", seed: int = 0) -> dict[str, Backbone]:
     """The four stage-1 networks the LEAD chapters compare: BYOL, MoCo, a random-init one
     (same architecture, seeded) and the supervised baseline."""
@@ -463,6 +482,11 @@ HSR_VARIANTS = {"StyleGAN2-ADA": dict(features="none"),
                 "HSR without PLR": dict(features="ViT DINO", pl_weight=0.0)}
 
 
+#: the generators of the ALS chapter (thesis Fig. 4.10's rows) -> (recipe, overrides). The thesis
+#: compares StyleGAN2-ADA with and without HSR; the HSR branch joins when it is trained and shipped.
+ALS_GENERATORS = {"SG2-ADA": ("hsr/warmup", {})}
+
+
 def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
     """Every ``(recipe, scale, seed, overrides)`` that chapter ``chapter`` (its path under
     ``book/`` without the suffix, e.g. ``"lead/matching"``) loads at ``scale``: what the
@@ -490,6 +514,9 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
     if chapter == "hsr/warmup":
         return [s("hsr/warmup"), s("lead/supervised", 1)]                 # the generator, the FD network
+    if chapter == "hsr/latent_linearity":
+        return [s("als/classifier"), s("lead/supervised", 1),             # C_j; the projection distance
+                *(s(name, **ov) for name, ov in ALS_GENERATORS.values())]
     return []
 
 
@@ -497,6 +524,6 @@ def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]
     """Every artefact any chapter loads at ``scale`` (the union of :func:`chapter_artefacts`)."""
     out = []
     for chapter in ("lead/correspondences", "lead/part_clusters", "lead/matching", "lead/regression",
-                    "hsr/warmup", "hsr/method", "hsr/design_choices"):
+                    "hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/latent_linearity"):
         out += [a for a in chapter_artefacts(chapter, scale, seed) if a not in out]
     return out

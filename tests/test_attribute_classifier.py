@@ -101,3 +101,12 @@ def test_linear_probe_reads_a_linear_feature_and_not_noise():
     assert list(auc) == list(ac.ALS_ATTRIBUTES) and min(auc.values()) > 0.99
     chance = ac.linear_probe(noise[:300], labels[:300], noise[300:], labels[300:])
     assert all(abs(v - 0.5) < 0.2 for v in chance.values())
+
+
+def test_label_auc_by_hand():
+    labels = torch.zeros(4, len(BINARY_ATTRIBUTES))
+    young, grey = BINARY_ATTRIBUTES.index("young"), BINARY_ATTRIBUTES.index("gray_hair")
+    labels[:, young] = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    labels[:, grey] = torch.tensor([0.0, 0.0, 1.0, 0.0])         # one old face is grey
+    # score = not grey: the two young (score 1) beat the grey old (0) and tie the other old (1)
+    assert ac.label_auc(labels, "young", "gray_hair", sign=-1) == pytest.approx((2 + 2 * 0.5) / 4)

@@ -57,3 +57,10 @@ def test_attribute_classifier_gates_by_hand():
     assert not gates.attribute_classifiers({"Smile": 0.9}, {"Smile": 0.9})[-1]["passed"]   # a tie fails
     with pytest.raises(ValueError, match="different attributes"):
         gates.attribute_classifiers(auc, {"Smile": 0.9})
+
+
+def test_feature_standin_gates_by_hand():
+    g = gates.feature_standins({"ViT DINO": 0.8, "DeiT": 0.7, "ViT (RandInit)": 0.7})
+    assert [r["passed"] for r in g] == [True, False] and g[1]["bound"] == 0.7       # a tie fails
+    with pytest.raises(ValueError, match="DeiT"):
+        gates.feature_standins({"ViT DINO": 0.8, "ViT (RandInit)": 0.7})

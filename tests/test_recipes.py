@@ -86,3 +86,15 @@ def test_full_scale_nmf_says_what_to_do_before_looking_for_a_teacher(home):
     from ssl_lab.recipes import train_nmf
     with pytest.raises(NotImplementedError, match="real MAFL"):
         train_nmf(zoo.config("lead/stage2-nmf", "full"), "cpu", 0)
+
+
+def test_feature_probe_and_attribute_classifier_recipes(home, one_thread):
+    from ssl_lab import attribute_classifier as ac
+    from ssl_lab.recipes import hsr_feature_probe
+    auc = hsr_feature_probe("ViT (RandInit)", "smoke", n_train=128, n_test=64)
+    assert list(auc) == list(ac.ALS_ATTRIBUTES) and all(0 <= v <= 1 for v in auc.values())
+    art = zoo.load("als/classifier", "smoke")
+    assert len(art["history"]) == zoo.config("als/classifier", "smoke")["steps"]
+    assert set(art["held_out"]) == set(ac.ALS_ATTRIBUTES)
+    clf = zoo.get("als/classifier", "smoke")
+    assert isinstance(clf, ac.AttributeClassifier) and not clf.training
