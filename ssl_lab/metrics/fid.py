@@ -7,6 +7,9 @@ The feature network is a parameter.  A metric takes any callable
 result is labelled by :func:`metric_name`: ``"FID"`` only for the FID Inception network
 (name ``"inception-fid"``), ``"FD_<name>"`` otherwise (``FD_byol-r18``, ``FD_dino-vits``...).
 A number computed with a stand-in network is not an FID and must not be printed as one.
+The FID Inception network itself is :func:`ssl_lab.nets.extractors.fid_inception`
+(torch-fidelity's FID Inception-v3, 2048-d pool features, name ``"inception-fid"``, weights
+from a local file only); LPIPS-VGG lives beside it, :func:`ssl_lab.nets.extractors.lpips_vgg`.
 
 The matrix square root: ``S_1 S_2`` is not symmetric, and the reference implementation
 (``scipy.linalg.sqrtm``, then dropping a tiny imaginary part and retrying with ``eps * I``
