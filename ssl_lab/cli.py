@@ -23,16 +23,23 @@ def _parse_sets(sets) -> dict:
 
 
 def _cmd_train(a):
-    from . import zoo
+    from . import distributed, zoo
+    distributed.init()                           # under torchrun: join its process group
+    device = str(distributed.device(a.device))   # "cuda" -> cuda:LOCAL_RANK there
     if a.data_root:
         os.environ["SSL_LAB_DATA"] = a.data_root
     overrides = _parse_sets(a.set)
-    if a.ship:                                   # ship trains first if nothing is cached
-        path = zoo.ship(a.recipe, a.scale, a.seed, device=a.device, **overrides)
-        print(f"shipped {a.recipe} at scale {a.scale}, seed {a.seed}: {path}")
-        return
-    path = zoo.train(a.recipe, a.scale, device=a.device, seed=a.seed, **overrides)
-    print(f"trained {a.recipe} at scale {a.scale}: {path}")
+    try:
+        if a.ship:                               # ship trains first if nothing is cached
+            path = zoo.ship(a.recipe, a.scale, a.seed, device=device, **overrides)
+            what = f"shipped {a.recipe} at scale {a.scale}, seed {a.seed}: {path}"
+        else:
+            path = zoo.train(a.recipe, a.scale, device=device, seed=a.seed, **overrides)
+            what = f"trained {a.recipe} at scale {a.scale}: {path}"
+        if distributed.is_main():
+            print(what)
+    finally:
+        distributed.cleanup()
 
 
 def _cmd_bench(a):
@@ -120,7 +127,15 @@ def main(argv=None):
     common.add_argument("--device", default="cpu")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--data-root", default=None, help="real datasets (full scale)")
-    t = sub.add_parser("train", parents=[common], help="train a zoo recipe and cache it")
+    t = sub.add_parser(
+        "train", parents=[common], help="train a zoo recipe and cache it (on N GPUs: torchrun)",
+        description="Train a zoo recipe and cache it. On several GPUs (or CPU processes) run it "
+                    "under torchrun, e.g. `torchrun --nproc_per_node N -m ssl_lab train RECIPE "
+                    "--scale full --device cuda --data-root DATA`: the SSL recipes (LEAD stage 1 "
+                    "BYOL / MoCo, stage 2) then train data-parallel (DistributedDataParallel, "
+                    "batch_size the global batch, a multiple of N) and only rank 0 writes. Other "
+                    "recipes are not data-parallel yet (each process would train the whole "
+                    "recipe): run them with one process.")
     t.add_argument("recipe")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--ship", action="store_true",

@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 import torch
 
+from . import distributed
 from .paths import atomic_save, atomic_write_text, home, repo_root
 from .results import device_name, git_commit
 
@@ -267,6 +268,8 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
     path = cache_path(name, scale, seed, **overrides)
     if not path.exists():
         train(name, scale, device=device, seed=seed, **overrides)
+    if not distributed.is_main():                  # under torchrun only rank 0 ships
+        return shipped_path(name, scale, seed, **overrides)
     art = torch.load(path, map_location="cpu", weights_only=False)
     meta = info(name, scale, seed, cached=True, **overrides) or {}
     state = {}
@@ -365,7 +368,9 @@ def get(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoint
 
 
 def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Path:
-    """Train recipe ``name`` at ``scale`` with ``seed`` and cache it; returns the file."""
+    """Train recipe ``name`` at ``scale`` with ``seed`` and cache it; returns the file.
+    Under torchrun every process trains (the recipe's loop is data-parallel) and only rank 0
+    writes the cache; all return once it is written (:func:`ssl_lab.distributed.barrier`)."""
     r = recipe(name)
     cfg = config(name, scale, **overrides)
     torch.manual_seed(seed)
@@ -377,11 +382,15 @@ def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Pa
     finally:
         _CHECKPOINT.reset(token)
     wall = time.time() - t0
-    path = atomic_save(art, cache_path(name, scale, seed, **overrides))
-    ckpt.unlink(missing_ok=True)
-    meta = dict(recipe=name, scale=scale, seed=seed, config=cfg, wall_time_s=round(wall, 1),
-                device=device_name(device), torch=torch.__version__, commit=git_commit())
-    atomic_write_text(json.dumps(meta, indent=1, default=str) + "\n", path.with_suffix(".json"))
+    path = cache_path(name, scale, seed, **overrides)
+    if distributed.is_main():
+        atomic_save(art, path)
+        ckpt.unlink(missing_ok=True)
+        meta = dict(recipe=name, scale=scale, seed=seed, config=cfg, wall_time_s=round(wall, 1),
+                    device=device_name(device), torch=torch.__version__, commit=git_commit(),
+                    processes=distributed.world_size())
+        atomic_write_text(json.dumps(meta, indent=1, default=str) + "\n", path.with_suffix(".json"))
+    distributed.barrier()                          # the others read it only once it is there
     return path
 
 

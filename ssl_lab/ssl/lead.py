@@ -34,6 +34,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .. import distributed
 from ..progress import bar
 
 from ..nets.backbones import Backbone
@@ -226,6 +227,20 @@ DEFAULTS = dict(
 )
 
 
+class _Trained(nn.Module):
+    """The networks stage 2 trains (Phi^D or the CL projector, and g^D if any) as one module
+    whose single call runs every forward pass of a step, so that under torchrun one
+    ``DistributedDataParallel`` call per step covers them. Returns one map per input."""
+
+    def __init__(self, net: nn.Module, head: nn.Module | None):
+        super().__init__()
+        self.net, self.head = net, head
+
+    def forward(self, *xs):
+        fs = [self.net(x) for x in xs]
+        return fs if self.head is None else [self.head(f) for f in fs]
+
+
 def _views(images, idx, cfg, gen, device):
     """Random crops (``crop_scale`` of the area, resized to ``size``) with colour jitter."""
     x = to_float(images[idx.to(images.device)]).to(device)
@@ -250,12 +265,19 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
     Adam with a cosine decay; ``amp``: the networks run under bf16 autocast (with
     ``channels_last``: NHWC), the losses in float32. Returns ``state_dict`` (of the DenseNet, or of the projector
     for ``"cl"``), ``history`` (loss per step), ``config``, ``wall_s`` and ``images_per_s``.
+
+    Under ``torchrun`` (as :func:`ssl_lab.ssl.train.train_ssl`): ``batch_size`` is the global
+    batch, each process draws its ``batch_size / W`` images (with replacement, so independent
+    draws per process are a draw of the global batch; no shard is needed) and augmentations
+    from seed + rank, the trained networks run in ``DistributedDataParallel`` with synchronised
+    BatchNorm (CL's projector has none; its frozen teacher stays as it is), and the history holds the loss averaged over the processes. Pairs (LEAD) and
+    descriptor exchanges (DVE) stay within a process's batch.
     """
     from . import equivariance as eq
     cfg = {**DEFAULTS, **(cfg or {})}
     device = torch.device(device)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)                                  # the same initialisation everywhere
+    gen = torch.Generator().manual_seed(seed + distributed.rank())   # own data and augmentations
     teacher = teacher.to(device).eval().requires_grad_(False)
     enc_state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
     head = None
@@ -276,35 +298,36 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
     steps = int(cfg["steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / max(steps, 1))))
-    bs = min(cfg["batch_size"], len(images))
+    bs = min(cfg["batch_size"], len(images))                 # the global batch
+    b = distributed.per_process_batch(bs)                    # this process's part of it
     net.train()
     if head is not None:
         head.train()
+    trained = distributed.data_parallel(_Trained(net, head),   # itself in one process;
+                                        sync_bn=method != "cl")  # CL: a frozen BN backbone
     history = []
     t0 = time.perf_counter()
-    for _ in bar(range(steps), f"stage 2 {method}", show=progress):
-        x = _views(images, torch.randint(len(images), (bs,), generator=gen), cfg, gen, device)
+    for _ in bar(range(steps), f"stage 2 {method}", show=progress and distributed.is_main()):
+        x = _views(images, torch.randint(len(images), (b,), generator=gen), cfg, gen, device)
         if method == "lead":
             with bf16(device, cfg["amp"]):
                 x = nhwc(x, cfg["channels_last"])
                 with torch.no_grad():
                     h = teacher.hypercolumn(x)
-                f = net(x)
-                f = head(f) if head is not None else f
+                f, = trained(x)
             f, h = f.float(), h.float()            # the loss outside autocast, in float32
             loss = lead_loss(f, f.roll(1, 0), h, h.roll(1, 0), cfg["tau"])
         else:
-            grid = eq.random_tps(bs, x.shape[-1], generator=gen, jitter=cfg["tps_jitter"]).to(device)
+            grid = eq.random_tps(b, x.shape[-1], generator=gen, jitter=cfg["tps_jitter"]).to(device)
             with bf16(device, cfg["amp"]):
-                f = net(nhwc(x, cfg["channels_last"]))
-                f2 = net(nhwc(eq.warp(x, grid), cfg["channels_last"]))
+                f, f2 = trained(nhwc(x, cfg["channels_last"]), nhwc(eq.warp(x, grid), cfg["channels_last"]))
             f, f2 = f.float(), f2.float()
             g = eq.resize_grid(grid, f.shape[-2:])
             if method == "dve":
                 loss = eq.dve_loss(f, f2, f.roll(1, 0), g, tau=cfg["tau"])
             else:
                 loss = eq.equivariance_loss(f, f2, g, tau=cfg["tau"])
-        history.append(optimizer_step(loss, opt, sched, f"stage-2 {method}"))
+        history.append(distributed.mean(optimizer_step(loss, opt, sched, f"stage-2 {method}")))
     wall = time.perf_counter() - t0
     model = net.proj if method == "cl" else net
     return dict(method=method, backbone=teacher.name, config=cfg, seed=seed, history=history,

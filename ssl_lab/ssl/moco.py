@@ -12,11 +12,18 @@ The queue is stored as ``(K, dim)`` with a pointer to the oldest entry; a batch 
 overwrites the entries ``ptr, ptr + 1, ...`` modulo K, so any K and batch size work (a
 batch larger than K keeps its last K keys).
 
-Single-device note: multi-GPU MoCo shuffles the key batch across GPUs so that BatchNorm
-statistics cannot leak which key is the positive. ``key_splits > 1`` emulates this on one
-device: the key batch is shuffled and encoded in that many chunks (separate BN statistics).
-The default 1 encodes it whole. ContrastLandmarks' own code used K = 4096 (our default
-too), a Linear head (MoCo v1) and T = 0.07; we follow MoCo v2 (MLP head, T = 0.2).
+Shuffled BN: multi-GPU MoCo shuffles the key batch across GPUs so that BatchNorm statistics
+cannot leak which key is the positive. Under ``torchrun`` (world size W > 1) :meth:`MoCo.keys`
+does this as ``moco/builder.py`` of facebookresearch/moco (``_batch_shuffle_ddp``,
+``_batch_unshuffle_ddp``): the key views of all processes are gathered, permuted by a
+permutation that rank 0 draws and broadcasts, each process encodes its share, and the keys
+are gathered back into their own order; the queue then enqueues the keys of every process
+(``_dequeue_and_enqueue`` with ``concat_all_gather``), so it is the same on all of them. On
+one device ``key_splits > 1`` emulates the shuffle: the key batch is shuffled and encoded in
+that many chunks (separate BN statistics); the default 1 encodes it whole.
+
+ContrastLandmarks' own code used K = 4096 (our default too), a Linear head (MoCo v1) and
+T = 0.07; we follow MoCo v2 (MLP head, T = 0.2).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from .byol import Encoder, _backbone, ema_update, mlp
 
 
@@ -69,17 +77,33 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def keys(self, v: torch.Tensor) -> torch.Tensor:
+        """L2-normalised keys of the views ``v`` (float32), with BN over a shuffled batch when
+        ``key_splits > 1`` or under torchrun (module docstring; ``key_splits`` is then unused)."""
+        if distributed.world_size() > 1:
+            return self._keys_shuffled_across_processes(v)
         if self.key_splits <= 1:
             return F.normalize(self.encoder_k(v).float(), dim=1)      # float32 under autocast
         perm = torch.randperm(len(v), device=v.device)
         k = torch.cat([self.encoder_k(c).float() for c in v[perm].chunk(self.key_splits)])
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
+    @torch.no_grad()
+    def _keys_shuffled_across_processes(self, v):
+        world, rank = distributed.world_size(), distributed.rank()
+        everyone = distributed.all_gather_cat(v)                     # (W * b, 3, H, W)
+        perm = torch.randperm(len(everyone), device=v.device)
+        torch.distributed.broadcast(perm, src=0)                     # rank 0's permutation
+        mine = everyone[perm.view(world, -1)[rank]]
+        if v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous():
+            mine = mine.contiguous(memory_format=torch.channels_last)
+        k = distributed.all_gather_cat(self.encoder_k(mine).float())  # in the shuffled order
+        return F.normalize(k[torch.argsort(perm).view(world, -1)[rank]], dim=1)
+
     def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
         q = F.normalize(self.encoder_q(v1).float(), dim=1)
         k = self.keys(v2)
         loss = info_nce(q, k, self.queue.clone(), self.T)
-        self.enqueue(k)
+        self.enqueue(distributed.all_gather_cat(k))          # every process's keys (W > 1)
         return loss
 
     def update_target(self, step: int = 0, total: int = 0) -> float:

@@ -4,6 +4,18 @@ config plumbing the other loops reuse (:func:`resolve_config`).
 :func:`train_ssl` draws batches without replacement (a fresh permutation per pass), makes two
 augmented views per image (:class:`ssl_lab.ssl.augment.TwoViewAugment`, batched on the
 device), steps SGD with a cosine decay, and moves BYOL's target / MoCo's key encoder by EMA.
+
+Under ``torchrun`` (:mod:`ssl_lab.distributed`, world size W > 1) the loop is data-parallel,
+as DINO's ``main_dino.py`` and MoCo's ``main_moco.py``: every process initialises the model
+from the same seed, takes ``batch_size / W`` images per step from its shard of each pass's
+permutation (``DistributedSampler``), augments them with its own stream (seed + rank), and
+runs the model inside ``DistributedDataParallel``, which averages the gradients. BYOL's
+BatchNorms are synchronised over the processes (the BYOL paper's synchronised BN; so W
+processes of B/W compute what one process of B computes), MoCo keeps per-process BN with the
+key batch shuffled across the processes and enqueues the keys of all of them
+(:class:`ssl_lab.ssl.moco.MoCo`). The learning rate follows the global batch; the history
+holds the loss averaged over the processes; only rank 0 writes the checkpoint and shows
+progress. With one process none of this runs and the results are those of a plain run.
 """
 from __future__ import annotations
 
@@ -14,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import distributed
 from ..paths import atomic_save
 from ..progress import bar as progress_bar
 from .augment import TwoViewAugment
@@ -104,15 +117,23 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
     same weights as an uninterrupted run. ``max_steps``: stop after that many steps of
     this call and return None (the checkpoint holds the rest). ``snapshots``: keep the online
     backbone at that many evenly spaced steps (``"snapshots": {step: state_dict}``), the
-    points of a learning curve."""
+    points of a learning curve.
+
+    Under ``torchrun`` (module docstring) ``batch_size`` is the global batch (a multiple of the
+    world size); every process returns the same weights (MoCo's BatchNorm running statistics
+    are each process's own; DDP gives every process rank 0's at each step, and rank 0's are
+    the ones saved); only rank 0 writes ``checkpoint`` (a file all processes can read), and a
+    checkpoint of W processes resumes only with W (it holds each one's generator states)."""
     cfg = resolve_config("train_ssl", cfg, DEFAULTS, images)
     device = torch.device(device)
-    bs = min(cfg["batch_size"], len(images))
+    world, rank = distributed.world_size(), distributed.rank()
+    bs = min(cfg["batch_size"], len(images))            # the global batch
+    b = distributed.per_process_batch(bs)               # this process's part of it
     steps = int(cfg["steps"])
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)                             # the same initialisation everywhere
     model = build(method, cfg).to(device).train()
     aug = TwoViewAugment(size=cfg["size"], scale=tuple(cfg["crop_scale"]), p_flip=cfg["hflip"])
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + rank)    # each process its own augmentations
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg["optimizer"] == "sgd":
         lr = cfg["lr"] or 0.03 * bs / 256
@@ -127,34 +148,52 @@ def train_ssl(method: str, images: torch.Tensor, cfg: dict | None = None, device
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
 
-    order, pos, history, start, kept, wall0 = torch.randperm(len(images), generator=gen), 0, [], 0, {}, 0.0
+    def new_order(epoch):        # one process: a permutation from gen; W: this process's shard
+        if world == 1:
+            return torch.randperm(len(images), generator=gen)
+        return distributed.shard_indices(len(images), seed, epoch)
+
+    order, pos, history, start, kept, wall0, epoch = new_order(0), 0, [], 0, {}, 0.0, 0
     snap_at = {round(steps * (k + 1) / snapshots) for k in range(snapshots)} if snapshots else set()
     if checkpoint is not None and Path(checkpoint).exists():
         st = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
-        gen.set_state(st["gen"]); torch.set_rng_state(st["rng"])
+        gens, rngs = st["gen"], st["rng"]                  # W > 1: lists, one state per rank
+        if isinstance(gens, list) != (world > 1) or (world > 1 and len(gens) != world):
+            raise ValueError(f"{checkpoint} was written by {len(gens) if isinstance(gens, list) else 1} "
+                             f"process(es); resume it with as many, not {world}")
+        gen.set_state(gens[rank] if world > 1 else gens)
+        torch.set_rng_state(rngs[rank] if world > 1 else rngs)
         order, pos, history, start, kept, wall0 = st["order"], st["pos"], st["history"], st["step"], st["snapshots"], st["wall_s"]
+        epoch = st.get("epoch", 0)
+        if world > 1:
+            order = new_order(epoch)
+    net = distributed.data_parallel(model, sync_bn=method == "byol")   # model itself if W = 1
 
-    def save_state(step):
-        state = dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
-                     gen=gen.get_state(), rng=torch.get_rng_state(), order=order, pos=pos,
-                     history=history, step=step, snapshots=kept,
-                     wall_s=wall0 + time.perf_counter() - t0)
-        atomic_save(state, checkpoint)
+    def save_state(step):        # every process takes part (its RNG states); rank 0 writes
+        gens, rngs = distributed.gather_object(gen.get_state()), distributed.gather_object(torch.get_rng_state())
+        if distributed.is_main():
+            state = dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                         gen=gens if world > 1 else gens[0], rng=rngs if world > 1 else rngs[0],
+                         order=order, pos=pos, epoch=epoch, history=history, step=step,
+                         snapshots=kept, wall_s=wall0 + time.perf_counter() - t0)
+            atomic_save(state, checkpoint)
+        distributed.barrier()    # the file is there for every process once this returns
 
     end = steps if max_steps is None else min(steps, start + max_steps)
-    bar = progress_bar(range(start, end), f"{method} {cfg['backbone']}", show=progress,
-                       initial=start, total=steps)
+    bar = progress_bar(range(start, end), f"{method} {cfg['backbone']}",
+                       show=progress and distributed.is_main(), initial=start, total=steps)
     t0 = time.perf_counter()
     for step in bar:
-        if pos + bs > len(order):
-            order, pos = torch.randperm(len(images), generator=gen), 0
-        x = images[order[pos:pos + bs].to(images.device)].to(device, non_blocking=True)
-        pos += bs
+        if pos + b > len(order):
+            epoch += 1
+            order, pos = new_order(epoch), 0
+        x = images[order[pos:pos + b].to(images.device)].to(device, non_blocking=True)
+        pos += b
         v1, v2 = (nhwc(v, cfg["channels_last"]) for v in aug(x, generator=gen))
         with bf16(device, cfg["amp"]):
-            loss = model(v1, v2)
-        history.append(optimizer_step(loss, opt, sched, f"{method} (step {step})"))
+            loss = net(v1, v2)
+        history.append(distributed.mean(optimizer_step(loss, opt, sched, f"{method} (step {step})")))
         model.update_target(step + 1, steps)
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if step + 1 in snap_at:

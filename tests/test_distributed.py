@@ -1,0 +1,241 @@
+"""Data-parallel SSL training (:mod:`ssl_lab.distributed`): two gloo processes on the CPU.
+
+One launch (module fixture ``two_ranks``) forks 2 processes with the environment torchrun
+gives them (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR=127.0.0.1``, a free
+``MASTER_PORT``; forked rather than spawned, so that they need not import torch again); each
+writes what it saw under a folder of its own and the tests compare that with one process:
+
+* gradient averaging: BYOL at a global batch of 8 on 2 processes (4 each, synchronised BN)
+  ends with the weights of 1 process at a batch of 8. The views are fixed crops (no random
+  augmentation) and the 8 images are the whole data set, so every step of either run sees the
+  same 8 images and the two differ only in the order of float sums (tolerance 1e-5);
+* rank 1 writes no file: ``python -m ssl_lab train`` (``cli.main``, which joins the process
+  group itself) of a tiny recipe with a cache folder per rank, the training loop
+  checkpointing every step;
+* the MoCo queue after one step holds the keys of both ranks, in rank order, on both ranks;
+  each rank augments with its own stream (seed + rank);
+* a MoCo run stopped after 2 of 4 steps and resumed from rank 0's checkpoint ends with the
+  weights of an uninterrupted 2-process run, on both ranks;
+* stage 2 (LEAD, DVE) trains data-parallel: both ranks end with the same weights.
+"""
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_lab import distributed
+from ssl_lab.ssl.train import train_ssl
+
+IMAGES = dict(n=8, size=36)
+BYOL = dict(backbone="test_resnet", size=32, batch_size=8, steps=3, proj_hidden=16, proj_dim=8,
+            pred_hidden=16, optimizer="sgd", lr=0.1)
+MOCO = dict(backbone="test_resnet", size=32, batch_size=8, steps=4, proj_hidden=16, proj_dim=8,
+            queue=24, optimizer="sgd", lr=0.1)
+
+
+def _images(seed=0):
+    return torch.rand(IMAGES["n"], 3, IMAGES["size"], IMAGES["size"],
+                      generator=torch.Generator().manual_seed(seed))
+
+
+class FixedViews:
+    """TwoViewAugment without randomness: the top-left crop and the flipped bottom-right crop."""
+
+    def __init__(self, size, **_):
+        self.size = size
+
+    def __call__(self, x, generator=None):
+        s = self.size
+        return x[..., :s, :s].contiguous(), x[..., -s:, -s:].flip(-1).contiguous()
+
+
+# -- by hand, in one process ---------------------------------------------------------------------
+def test_per_process_batch():
+    assert distributed.per_process_batch(256, world=4) == 64
+    assert distributed.per_process_batch(7, world=1) == 7
+    with pytest.raises(ValueError, match="not divisible by the world size 4"):
+        distributed.per_process_batch(10, world=4)
+
+
+def test_shard_indices_by_hand_and_as_distributed_sampler():
+    perm = torch.randperm(5, generator=torch.Generator().manual_seed(7 + 2)).tolist()
+    r0, r1 = (distributed.shard_indices(5, seed=7, epoch=2, rank_=r, world=2).tolist() for r in (0, 1))
+    assert r0 == perm[0::2] and r1 == perm[1::2] + perm[:1]     # padded with the first item
+    for n, world in [(10, 4), (12, 3), (3, 2)]:
+        for epoch in (0, 1):
+            shards = [distributed.shard_indices(n, 3, epoch, r, world) for r in range(world)]
+            assert len({len(s) for s in shards}) == 1                         # equal lengths
+            assert all(torch.equal(s, distributed.shard_indices(n, 3, epoch, r, world))
+                       for r, s in enumerate(shards))                          # the same order on every call
+            everything = torch.stack(shards, 1).flatten()                      # the interleaved permutation
+            assert sorted(everything[:n].tolist()) == list(range(n))           # covering, disjoint
+            sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world, rank=1, seed=3)
+            sampler.set_epoch(epoch)
+            assert list(sampler) == shards[1].tolist()
+    assert not torch.equal(distributed.shard_indices(50, 3, 0, 0, 2), distributed.shard_indices(50, 3, 1, 0, 2))
+
+
+def test_single_process_is_a_no_op(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert distributed.init() == 1 and distributed.world_size() == 1 and distributed.is_main()
+    t = torch.arange(3)
+    assert distributed.all_gather_cat(t) is t and distributed.mean(2.5) == 2.5
+    net = torch.nn.BatchNorm1d(2)
+    assert distributed.data_parallel(net) is net and type(net) is torch.nn.BatchNorm1d
+    distributed.barrier()
+    distributed.cleanup()
+
+
+# -- two processes ------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    torch.multiprocessing.start_processes(_worker, args=(out, _free_port()), nprocs=2,
+                                          start_method="fork")     # raises a worker's error
+    return out
+
+
+def test_two_processes_average_gradients_like_one_batch(two_ranks, monkeypatch, one_thread):
+    monkeypatch.setattr("ssl_lab.ssl.train.TwoViewAugment", FixedViews)
+    one = train_ssl("byol", _images(), BYOL, seed=0, progress=False)
+    ranks = [torch.load(two_ranks / f"rank{r}" / "byol.pt") for r in (0, 1)]
+    assert ranks[0]["world"] == 2 and ranks[0]["history"] == ranks[1]["history"]
+    assert all(torch.equal(v, ranks[1]["state_dict"][k]) for k, v in ranks[0]["state_dict"].items())
+    torch.testing.assert_close(ranks[0]["history"], one["history"], rtol=1e-5, atol=1e-6)
+    moved = 0.0
+    for k, v in one["state_dict"].items():            # weights and BN running statistics
+        torch.testing.assert_close(ranks[0]["state_dict"][k], v, rtol=1e-5, atol=1e-5, msg=k)
+        if v.is_floating_point():
+            moved = max(moved, (v - ranks[0]["init"][k]).abs().max().item())
+    assert moved > 1e-3                                # it trained: the tolerance is far below
+
+
+def test_rank1_writes_no_file(two_ranks):
+    home0, home1 = two_ranks / "rank0" / "home", two_ranks / "rank1" / "home"
+    assert not home1.exists()
+    files = sorted(p.relative_to(home0).as_posix() for p in home0.rglob("*") if p.is_file())
+    assert len(files) == 2 and files[0].startswith("zoo/test/ddp-byol/smoke-seed0-"), files
+    assert [Path(f).suffix for f in files] == [".json", ".pt"]     # the checkpoint is gone
+    assert json.loads((home0 / files[0]).read_text())["processes"] == 2
+    assert (two_ranks / "rank0" / "stdout.txt").read_text().startswith("trained test/ddp-byol")
+    assert (two_ranks / "rank1" / "stdout.txt").read_text() == ""          # nor prints
+    seen = json.loads((two_ranks / "rank0" / "zoo.json").read_text())
+    assert seen["checkpoints_written"] == [1, 2]         # rank 0 did checkpoint during training
+    assert json.loads((two_ranks / "rank1" / "zoo.json").read_text())["checkpoints_written"] == []
+
+
+def test_moco_queue_holds_the_keys_of_both_ranks(two_ranks):
+    r0, r1 = (torch.load(two_ranks / f"rank{r}" / "moco.pt") for r in (0, 1))
+    assert r0["aug_seed"] == 0 and r1["aug_seed"] == 1            # its own augmentation stream
+    assert r0["keys"].shape == (4, 8) and not torch.allclose(r0["keys"], r1["keys"])
+    ckpt = torch.load(two_ranks / "moco-step1.ckpt", weights_only=False)["model"]
+    for queue in (r0["queue"], r1["queue"], ckpt["queue"]):
+        assert torch.equal(queue[:8], torch.cat([r0["keys"], r1["keys"]]))   # gathered, rank order
+        assert torch.equal(queue[8:], r0["initial_queue"][8:])
+    assert int(ckpt["queue_ptr"]) == 8
+
+
+def test_moco_resumes_across_ranks_to_the_same_weights(two_ranks):
+    for r in (0, 1):
+        got = torch.load(two_ranks / f"rank{r}" / "resume.pt")
+        assert got["resumed"]["history"] == got["whole"]["history"] and len(got["whole"]["history"]) == 4
+        assert all(torch.equal(v, got["resumed"]["state_dict"][k]) for k, v in got["whole"]["state_dict"].items())
+
+
+def test_stage2_ranks_stay_in_step(two_ranks):
+    r0, r1 = (torch.load(two_ranks / f"rank{r}" / "stage2.pt") for r in (0, 1))
+    for m in ("lead", "dve"):
+        assert r0[m]["history"] == r1[m]["history"] and len(r0[m]["history"]) == 2
+        assert all(torch.equal(v, r1[m]["state_dict"][k]) for k, v in r0[m]["state_dict"].items()), m
+
+
+# -- what each of the two processes runs ---------------------------------------------------------
+def _worker(rank: int, out: Path, port: int):
+    import contextlib
+    import io
+
+    from ssl_lab import cli, zoo
+    from ssl_lab.nets.backbones import Backbone
+    from ssl_lab.ssl import moco as moco_module
+    from ssl_lab.ssl import train as train_module
+    from ssl_lab.ssl.lead import train_stage2
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), SSL_LAB_TRAIN="allow", SSL_LAB_PROGRESS="0")
+    torch.cuda.is_available = lambda: False            # gloo even where a GPU is present
+    torch.set_num_threads(1)
+    assert distributed.init() == 2 and torch.distributed.get_backend() == "gloo"
+    assert distributed.rank() == rank
+    mine = out / f"rank{rank}"
+    mine.mkdir()
+    real_aug = train_module.TwoViewAugment
+
+    # gradient averaging: fixed views, the 8 images each step
+    train_module.TwoViewAugment = FixedViews
+    torch.manual_seed(0)
+    teacher = Backbone("test_resnet")
+    init = {k: v.clone() for k, v in teacher.state_dict().items()}
+    art = train_ssl("byol", _images(), BYOL, seed=0, progress=False)
+    torch.save(dict(art, world=distributed.world_size(), init=init), mine / "byol.pt")
+    train_module.TwoViewAugment = real_aug
+
+    # the MoCo queue after one step; the augmentation streams
+    seen, keys = {}, moco_module.MoCo.keys
+
+    def spy_keys(self, v):
+        seen.setdefault("model", self)
+        seen.setdefault("initial_queue", self.queue.clone())
+        seen["keys"] = keys(self, v)
+        return seen["keys"]
+
+    def spy_aug(self, x, generator=None):
+        seen.setdefault("aug_seed", generator.initial_seed())
+        return real_aug.__call__(self, x, generator)
+
+    moco_module.MoCo.keys, train_module.TwoViewAugment = spy_keys, type("Spy", (real_aug,), {"__call__": spy_aug})
+    train_ssl("moco", _images(), dict(MOCO, steps=2), seed=0, progress=False,
+              checkpoint=out / "moco-step1.ckpt", max_steps=1)
+    moco_module.MoCo.keys, train_module.TwoViewAugment = keys, real_aug
+    torch.save(dict(keys=seen["keys"], queue=seen["model"].queue.clone(), aug_seed=seen["aug_seed"],
+                    initial_queue=seen["initial_queue"]), mine / "moco.pt")
+
+    # exact resume across ranks
+    ckpt = out / "moco-resume.ckpt"
+    whole = train_ssl("moco", _images(), MOCO, seed=1, progress=False)
+    assert train_ssl("moco", _images(), MOCO, seed=1, progress=False, checkpoint=ckpt,
+                     checkpoint_every=10, max_steps=2) is None
+    resumed = train_ssl("moco", _images(), MOCO, seed=1, progress=False, checkpoint=ckpt)
+    torch.save(dict(whole=whole, resumed=resumed), mine / "resume.pt")
+
+    # stage 2 (LEAD; DVE: two inputs in one data-parallel call)
+    cfg = dict(size=32, batch_size=4, steps=2, width=8, feat_dim=8, proj_dim=16)
+    torch.save({m: train_stage2(m, _images(), teacher, cfg, progress=False) for m in ("lead", "dve")},
+               mine / "stage2.pt")
+
+    # rank 1 writes nothing: `python -m ssl_lab train` with a cache of its own (last: the
+    # command leaves the process group)
+    os.environ["SSL_LAB_HOME"] = str(mine / "home")
+    written, save = [], train_module.atomic_save
+    train_module.atomic_save = lambda state, path: (written.append(state["step"]), save(state, path))[1]
+
+    @zoo.register("test/ddp-byol", {"smoke": dict(BYOL)})
+    def _recipe(cfg, device, seed):
+        return train_ssl("byol", _images(), cfg, device=device, seed=seed, progress=False,
+                         checkpoint=zoo.training_checkpoint(), checkpoint_every=1)
+
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        cli.main(["train", "test/ddp-byol", "--scale", "smoke"])
+    assert not torch.distributed.is_initialized()
+    (mine / "stdout.txt").write_text(printed.getvalue())
+    (mine / "zoo.json").write_text(json.dumps(dict(checkpoints_written=written)))
