@@ -76,8 +76,8 @@ def register(name: str, configs: dict, build: Callable | None = None, store: str
              ship_state: bool = False):
     """Decorator: ``@register("lead/stage1-byol", {"smoke": {...}, "small": {...}, "full": {...}})``.
     ``store="int8"``: shipped files keep large weight tensors as int8 (:func:`_compact`).
-    ``ship_state``: the shipped zoo also keeps the artefact's training state (:data:`TRAINING_ONLY`
-    keys), exactly (float32), in ``<slot>.state.pt``: what a branch continues from
+    ``ship_state``: the shipped zoo also keeps the artefact's training state (its ``"state"``;
+    not its snapshots), exactly (float32), in ``<slot>.state.pt``: what a branch continues from
     (``load(..., with_state=True)``), so no clone has to retrain a warm-up to branch."""
     if store not in STORES:
         raise ValueError(f"store must be one of {sorted(STORES)}, got {store!r}")
@@ -274,7 +274,7 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
     meta = info(name, scale, seed, cached=True, **overrides) or {}
     state = {}
     if isinstance(art, dict):                                    # not needed to evaluate
-        state = {k: v for k, v in art.items() if k in TRAINING_ONLY}
+        state = {k: v for k, v in art.items() if k == "state"}     # what resuming reads; not snapshots
         art = {k: v for k, v in art.items() if k not in TRAINING_ONLY}
     store = recipe(name).store
     out = atomic_save(_compact(art, int8=store == "int8"), shipped_path(name, scale, seed, **overrides))

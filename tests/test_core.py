@@ -166,7 +166,8 @@ def test_shipped_artefact_comes_before_the_cache_and_is_stored_compactly(home):
 def _train_warmup(cfg, device, seed):
     CALLS.append(("warmup", cfg["n"], seed))
     g = torch.Generator().manual_seed(seed)
-    return {"G": torch.rand(cfg["n"], generator=g), "state": {"D": torch.rand(cfg["n"], generator=g)}}
+    return {"G": torch.rand(cfg["n"], generator=g), "state": {"D": torch.rand(cfg["n"], generator=g)},
+            "snapshots": [torch.rand(cfg["n"], generator=g)]}
 
 
 def test_a_recipe_that_ships_its_state_branches_from_the_shipped_zoo(home, monkeypatch):
@@ -174,7 +175,8 @@ def test_a_recipe_that_ships_its_state_branches_from_the_shipped_zoo(home, monke
     state = path.with_name("smoke-seed0.state.pt")
     m = json.loads(path.with_suffix(".json").read_text())
     assert m["state_file"] == state.name and m["state_sha256"] == zoo.sha256(state)
-    assert "state" not in torch.load(path, weights_only=False)              # evaluation file: no state
+    assert not {"state", "snapshots"} & set(torch.load(path, weights_only=False))   # evaluation file
+    assert set(torch.load(state, weights_only=False)) == {"state"}          # resuming needs no snapshots
     expect = torch.load(state, weights_only=False)["state"]["D"]
     for p in (home / "zoo").rglob("*.pt"):                                  # no cache: only the zoo
         p.unlink()

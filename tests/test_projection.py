@@ -102,3 +102,30 @@ def test_distance_must_be_differentiable(smoke, one_thread):
     with pytest.raises(ValueError, match="differentiable"):
         project(G, target, frozen, steps=2)
     assert not G.training
+
+
+def test_projection_runs_in_the_generators_dtype(smoke, one_thread):
+    """A float64 copy of G projects in float64 (the target is cast), follows the same path as
+    float32 over a few steps, and a last-bit change of the target stays in the last bits."""
+    import copy
+    G, _, target = smoke
+    G64 = copy.deepcopy(G).double()
+    a = project(G64, target, mse_distance, steps=10, seed=1)
+    b = project(G64, target.double() * (1 + 1e-13), mse_distance, steps=10, seed=1)
+    f = project(G, target, mse_distance, steps=10, seed=1)
+    assert a["ws"].dtype == torch.float64 and a["distance"].dtype == torch.float64
+    assert torch.allclose(a["ws"], b["ws"], rtol=0, atol=1e-9)
+    assert torch.allclose(a["ws"].float(), f["ws"], atol=1e-3)
+
+
+def test_feature_distance_follows_its_networks_dtype(one_thread):
+    import copy
+    from ssl_lab.metrics.ppl import feature_distance
+    from ssl_lab.nets.backbones import Backbone
+    torch.manual_seed(0)
+    net = Backbone("test_resnet").eval()
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    d32 = feature_distance(net)(x, y)
+    d64 = feature_distance(copy.deepcopy(net).double())(x, y)
+    assert d32.dtype == torch.float32 and d64.dtype == torch.float64
+    assert torch.allclose(d64.float(), d32, rtol=1e-4)

@@ -133,8 +133,10 @@ def feature_distance(backbone, levels=(1, 2, 3, 4), input_size: int | None = Non
     first when given (the resolution the stand-in was trained at); returns ``(B,)``.
     ``.name`` labels the result. ``grad``: differentiable in the images (for latent
     projection, :func:`ssl_lab.gan.projection.project`); else computed without gradients."""
+    dtype = next(backbone.parameters()).dtype        # float64 for a reproducible projection
+
     def prepare(x):
-        x = (x.float() + 1) / 2
+        x = (x.to(dtype) + 1) / 2
         if input_size is not None and x.shape[-1] != input_size:
             x = torch.nn.functional.interpolate(x, size=(input_size, input_size), mode="bilinear",
                                                 align_corners=False, antialias=True)
