@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import splits
+from .data.images import to_signed
 from .data.synthfaces import BINARY_ATTRIBUTES, attributes, identity_params, image_params, render
 from .nets.backbones import Backbone
 
@@ -67,7 +68,7 @@ def fit(clf: AttributeClassifier, images: torch.Tensor, labels: torch.Tensor, st
     history = []
     for _ in range(steps):
         i = torch.randint(len(images), (batch_size,), generator=gen)
-        x = images[i].float().div(127.5).sub(1)
+        x = to_signed(images[i])
         flip = torch.rand(batch_size, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x).to(device)
         loss = F.binary_cross_entropy_with_logits(clf(x), labels[i].to(device))
@@ -83,7 +84,7 @@ def held_out_report(clf: AttributeClassifier, images: torch.Tensor, labels: torc
     positive rate, plus the logits' std (``"logit_std"``, the scale of an ALS deviation)."""
     from sklearn.metrics import roc_auc_score
     clf.eval()
-    logits = clf.scores(images.float().div(127.5).sub(1))
+    logits = clf.scores(to_signed(images))
     out = {}
     for j, (thesis, name) in enumerate(ALS_ATTRIBUTES.items()):
         y = labels[:, BINARY_ATTRIBUTES.index(name)].numpy().astype(bool)

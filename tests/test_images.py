@@ -55,6 +55,12 @@ def test_items_are_float_in_unit_range(folder):
     torch.testing.assert_close(images.to_signed(image)[1], torch.full((30, 40), 50 / 255 * 2 - 1))
 
 
+def test_to_signed_of_uint8_is_the_same_range():
+    x = torch.tensor([0, 50, 255], dtype=torch.uint8)
+    torch.testing.assert_close(images.to_signed(x), torch.tensor([-1.0, 50 / 127.5 - 1, 1.0]))
+    torch.testing.assert_close(images.to_signed(x), images.to_signed(x.float() / 255))
+
+
 def test_resolution_resizes_shorter_side_and_centre_crops(folder):
     ds = ImageFolder(folder, resolution=16)
     batch = torch.stack([ds[i] for i in range(len(ds))])

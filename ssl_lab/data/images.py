@@ -70,7 +70,10 @@ def load_image(path: str | Path, script: str = "prepare_gan_images.py") -> torch
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1], the range StyleGAN's generator and discriminator work in."""
+    """[0, 1] (float) or 0..255 (uint8, as SynthFaces splits store images) -> float [-1, 1], the
+    range StyleGAN's generator and discriminator work in."""
+    if x.dtype == torch.uint8:
+        return x.float().div(127.5).sub(1)
     return x * 2 - 1
 
 
