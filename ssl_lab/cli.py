@@ -86,11 +86,28 @@ def _cmd_zoo(a):
             print(f"{r['recipe']} {r['slot']}: {r['status']}; remake: {r['command']}")
 
 
+def chapter_notebook(name: str) -> Path:
+    """A chapter given as a notebook path or by its name under ``book/`` (``lead/matching``)."""
+    from .paths import repo_root
+    for nb in (Path(name), repo_root() / "book" / f"{name.removesuffix('.ipynb')}.ipynb"):
+        if nb.is_file():
+            return nb
+    sys.exit(f"no such chapter: {name} (a notebook path, or a name under book/ such as lead/matching)")
+
+
 def _cmd_run(a):
+    """Checks what the run needs before any cell executes: the chapter, at full scale a data root
+    that exists, and ``--zoo`` (a folder of full-scale artefacts trained with ``train ... --ship``
+    elsewhere, read through ``SSL_LAB_ZOO`` instead of ``results/zoo``)."""
     import papermill as pm
-    nb = Path(a.notebook)
-    if not nb.exists():
-        sys.exit(f"no such notebook: {nb}")
+    nb = chapter_notebook(a.notebook)
+    if a.scale == "full" and not (a.data_root and Path(a.data_root).is_dir()):
+        sys.exit(f"--scale full reads the real data sets: --data-root {a.data_root or 'DIR'} is not a "
+                 "folder (see book/foundations/full_scale.md for how to prepare it)")
+    if a.zoo:
+        if not Path(a.zoo).is_dir():
+            sys.exit(f"--zoo {a.zoo} is not a folder")
+        os.environ["SSL_LAB_ZOO"] = str(Path(a.zoo).resolve())      # the kernel inherits it
     out = Path(a.out or Path("_runs") / f"{nb.stem}-{a.scale}-seed{a.seed}.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
     params = dict(scale=a.scale, device=a.device, seed=a.seed, data_root=a.data_root or "")
@@ -155,8 +172,9 @@ def main(argv=None):
                    help="train (or take from the cache) and ship what the book needs at --scale")
     z.set_defaults(fn=_cmd_zoo)
     r = sub.add_parser("run", parents=[common], help="execute a chapter with papermill")
-    r.add_argument("notebook")
+    r.add_argument("notebook", help="a notebook path, or a chapter under book/ (lead/matching)")
     r.add_argument("--out", default=None)
+    r.add_argument("--zoo", default=None, help="read shipped artefacts from this folder (SSL_LAB_ZOO)")
     r.set_defaults(fn=_cmd_run)
     s = sub.add_parser("results", help="list recorded runs in results/")
     s.add_argument("chapter", nargs="?")

@@ -317,3 +317,31 @@ def test_a_recipe_stored_as_int8_ships_int8(home):
     assert zoo.get("test/int8", "smoke")["state_dict"]["w"].dtype == torch.float32
     with pytest.raises(ValueError, match="store must be"):
         zoo.register("test/bad", {"smoke": {}}, store="int4")
+
+
+def test_cli_run_checks_its_inputs_before_executing(tmp_path, monkeypatch):
+    """`run` finds a chapter by name, and refuses a missing chapter, a full-scale run without a
+    data root and a --zoo that is not a folder before any cell executes."""
+    import papermill
+    from ssl_lab.cli import chapter_notebook
+    assert chapter_notebook("lead/matching") == paths.repo_root() / "book" / "lead" / "matching.ipynb"
+    assert chapter_notebook("book/lead/matching.ipynb").name == "matching.ipynb"
+    ran = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: ran.append((a, k)))
+    monkeypatch.delenv("SSL_LAB_ZOO", raising=False)
+    for argv, says in ((["run", "lead/nowhere"], "no such chapter"),
+                       (["run", "lead/matching", "--scale", "full"], "--data-root"),
+                       (["run", "lead/matching", "--scale", "full", "--data-root", str(tmp_path / "x")], "not a folder"),
+                       (["run", "lead/matching", "--zoo", str(tmp_path / "nozoo")], "not a folder")):
+        with pytest.raises(SystemExit, match=says):
+            cli(argv)
+    assert ran == []
+    (tmp_path / "zoo").mkdir()
+    cli(["run", "lead/matching", "--scale", "full", "--data-root", str(tmp_path), "--zoo", str(tmp_path / "zoo"),
+         "--out", str(tmp_path / "out.ipynb")])
+    (nb, out), kw = ran[0]
+    assert nb.endswith("matching.ipynb") and out == str(tmp_path / "out.ipynb")
+    assert kw["parameters"] == dict(scale="full", device="cpu", seed=0, data_root=str(tmp_path))
+    import os
+    assert os.environ["SSL_LAB_ZOO"] == str((tmp_path / "zoo").resolve())
+    monkeypatch.delenv("SSL_LAB_ZOO")
