@@ -149,9 +149,12 @@ def main(argv=None):
         description="Train a zoo recipe and cache it. On several GPUs (or CPU processes) run it "
                     "under torchrun, e.g. `torchrun --nproc_per_node N -m ssl_lab train RECIPE "
                     "--scale full --device cuda --data-root DATA`: the SSL recipes (LEAD stage 1 "
-                    "BYOL / MoCo, stage 2) then train data-parallel (DistributedDataParallel, "
-                    "batch_size the global batch, a multiple of N) and only rank 0 writes. Other "
-                    "recipes are not data-parallel yet (each process would train the whole "
+                    "BYOL / MoCo, stage 2; DistributedDataParallel, batch_size the global batch, "
+                    "a multiple of N) and the StyleGAN2-ADA training of hsr/warmup and hsr/branch "
+                    "(gradients averaged over the processes; batch the global batch, a multiple "
+                    "of N x the minibatch-std group; a branch's warm-up and feature network are "
+                    "not: train those first) then train data-parallel and only rank 0 writes. "
+                    "Other recipes are not data-parallel yet (each process would train the whole "
                     "recipe): run them with one process.")
     t.add_argument("recipe")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")

@@ -137,6 +137,85 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+# -- gradient averaging and global-batch random draws (the GAN training) ----------------------
+def average_gradients(params) -> None:
+    """Replace every ``.grad`` of ``params`` by its mean over the processes: one ``all_reduce``
+    of the flattened gradients, divided by the world size (the arithmetic of
+    ``DistributedDataParallel``'s bucketed all-reduce; written out flat as NVlabs' later
+    StyleGAN3 ``training/training_loop.py`` does). Parameters without a gradient are skipped
+    (they must be the same on every process). A no-op in one process."""
+    if world_size() == 1:
+        return
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p.grad))
+
+
+def sum_over_processes(values) -> list[float]:
+    """Element-wise sums of a list of numbers over the processes (float64; the list itself in
+    one process)."""
+    if world_size() == 1:
+        return list(values)
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+_SHARD = (0, 1)          # (rank, world) of the batch-shaped random draws; (0, 1): the local batch
+
+
+class global_draws:
+    """Context: inside it, the batch-shaped random draws that call :func:`batch_draw` (z, the
+    synthesis noise, the path-length noise, the ADA parameters) are drawn for the global batch
+    of ``world x`` the local one and this process keeps rows ``rank, rank + world, ...``.
+    With the same generator state on every process, the processes together then draw exactly
+    what one process draws for the global batch. Outside it (and in one process) draws are
+    local and unchanged."""
+
+    def __init__(self, rank_: int | None = None, world: int | None = None):
+        self.shard = (rank() if rank_ is None else rank_, world_size() if world is None else world)
+
+    def __enter__(self):
+        global _SHARD
+        self._saved, _SHARD = _SHARD, self.shard
+        return self
+
+    def __exit__(self, *exc):
+        global _SHARD
+        _SHARD = self._saved
+        return False
+
+
+def draws_sharded() -> bool:
+    """Whether batch-shaped draws are global right now (inside :class:`global_draws`, world > 1)."""
+    return _SHARD[1] > 1
+
+
+def batch_draw(fn, rows: int, *shape, **kw) -> torch.Tensor:
+    """``fn((rows, *shape), **kw)`` (e.g. ``torch.rand``, ``torch.randn``); inside
+    :class:`global_draws` with world ``W > 1``: ``fn((rows * W, *shape), **kw)[rank::W]``,
+    this process's rows of the global batch's draw (strided, as the training loop splits the
+    global batch; see :mod:`ssl_lab.gan.train`)."""
+    r, w = _SHARD
+    if w == 1:
+        return fn((rows, *shape), **kw)
+    return fn((rows * w, *shape), **kw)[r::w]
+
+
+def batch_rows(t: torch.Tensor) -> torch.Tensor:
+    """This process's rows ``rank, rank + W, ...`` of a global-batch tensor drawn identically on
+    every process (inside :class:`global_draws`; ``t`` itself otherwise)."""
+    r, w = _SHARD
+    return t if w == 1 else t[r::w]
+
+
 # -- synchronised BatchNorm and the data-parallel wrapper --------------------------------------
 class _SumOverProcesses(torch.autograd.Function):
     """``all_reduce(SUM)`` with its gradient: the backward pass sums the incoming gradients over

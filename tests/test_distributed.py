@@ -17,6 +17,12 @@ writes what it saw under a folder of its own and the tests compare that with one
 * a MoCo run stopped after 2 of 4 steps and resumed from rank 0's checkpoint ends with the
   weights of an uninterrupted 2-process run, on both ranks;
 * stage 2 (LEAD, DVE) trains data-parallel: both ranks end with the same weights.
+
+StyleGAN2-ADA (``ssl_lab.gan.train``; a second launch, fixture ``gan_ranks``, 16 px TINY nets,
+global batch 8): 2 x 4 == 1 x 8 after 4 steps with ADA, style mixing and R1 (G, D, G_ema within
+2e-5; measured 4e-6), with the path-length mean and w_avg per process as in the official code;
+kill-and-resume of a 2-process run exact on both ranks; rank 1 writes nothing; batches that do
+not split over the processes raise.
 """
 import json
 import os
@@ -239,3 +245,212 @@ def _worker(rank: int, out: Path, port: int):
     assert not torch.distributed.is_initialized()
     (mine / "stdout.txt").write_text(printed.getvalue())
     (mine / "zoo.json").write_text(json.dumps(dict(checkpoints_written=written)))
+
+
+# -- StyleGAN2-ADA data-parallel (ssl_lab.gan.train) ---------------------------------------------
+# One launch (module fixture ``gan_ranks``) of 2 forked gloo processes, as above; global batch 8
+# (4 per process, one minibatch-std group each) on 16 px TINY networks.
+GAN_ARCH = dict(resolution=16, z_dim=8, w_dim=8, channel_base=128, channel_max=16, mapping_layers=2,
+                mbstd_group=4)
+# ADA on (p from 0.3, adjusted every step), style mixing 0.9, R1 every 2nd step
+GAN = dict(arch=GAN_ARCH, batch=8, log_every=1, augment_p=0.3, ada_target=0.6, ada_interval=1,
+           ada_kimg=0.1, d_reg_interval=2, g_reg_interval=2)
+GAN_EQ = dict(GAN, pl_weight=0.0)          # the path-length mean is per process (official): off here
+
+
+def _gan_images():
+    return torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_gan_batch_must_split_over_the_processes(monkeypatch):
+    from ssl_lab.gan.train import gan_config, train_gan
+    imgs = _gan_images()
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    with pytest.raises(ValueError, match="GAN batch 8 .* not divisible by the world size 3"):
+        train_gan(imgs, gan_config("smoke", **GAN), steps=1, progress=False)
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)       # 2 per process < the group of 4
+    with pytest.raises(ValueError, match="per-process batch 2 .* minibatch-std group 4; set batch to a multiple of 16"):
+        train_gan(imgs, gan_config("smoke", **GAN), steps=1, progress=False)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)       # path-length batch 12 // 8 = 1
+    with pytest.raises(ValueError, match="path-length batch 1 .* not divisible by the world size 2"):
+        train_gan(imgs, gan_config("smoke", **dict(GAN, pl_batch_shrink=8)), steps=1, progress=False)
+
+
+def test_gan_real_batches_split_into_strided_rows():
+    """Each process's reals are rows rank, rank + W, ... of the one-process batch (tensor and
+    Dataset, across an epoch boundary and a resume mid-epoch), and only those are loaded."""
+    from ssl_lab.gan.train import _batches
+    imgs = _gan_images()
+    for data in (imgs, torch.utils.data.TensorDataset(imgs)):
+        one = _batches(data, 8, 16, torch.Generator().manual_seed(5))
+        ranks = [_batches(data, 8, 16, torch.Generator().manual_seed(5), r, 2) for r in (0, 1)]
+        for step in range(5):                                   # 20 images: 2 batches an epoch
+            if step == 3:                                       # resume each from its state
+                for d in ranks:
+                    d.load_state(d.state())
+            whole, parts = next(one), [next(d) for d in ranks]
+            assert all(x.shape[0] == 4 for x in parts)
+            assert torch.equal(torch.stack(parts, 1).flatten(0, 1), whole), step
+
+
+@pytest.fixture(scope="module")
+def gan_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp-gan")
+    torch.multiprocessing.start_processes(_gan_worker, args=(out, _free_port()), nprocs=2,
+                                          start_method="fork")
+    return out
+
+
+def _params_of(state):
+    """The parameters of a G / G_ema state dict (its buffers: w_avg per process, fixed noise maps)."""
+    return {k: v for k, v in state.items() if not k.endswith(("w_avg", "noise_const"))}
+
+
+def test_gan_two_processes_equal_one_process_at_the_global_batch(gan_ranks, one_thread):
+    """2 x 4 == 1 x 8 for 4 steps with ADA (p moving every step), style mixing, R1: G, D and
+    G_ema weights within 2e-5 (float sum order; Adam's first steps are ~lr * sign(grad)); the
+    mapping's w_avg is per process (official), and the mean of the two equals one process's."""
+    from ssl_lab.gan.train import gan_config, train_gan
+    one = train_gan(_gan_images(), gan_config("smoke", **GAN_EQ), seed=0, steps=4, progress=False,
+                    keep_state=True)
+    r0, r1 = (torch.load(gan_ranks / f"rank{r}" / "eq.pt", weights_only=False) for r in (0, 1))
+    s1, s0 = one["state"], r0["state"]
+    for net in ("G", "D", "G_ema"):
+        mine = _params_of(s0[net])
+        assert all(torch.equal(v, _params_of(r1["state"][net])[k]) for k, v in mine.items()), net
+        moved = 0.0
+        for k, v in _params_of(s1[net]).items():
+            torch.testing.assert_close(mine[k], v, rtol=0, atol=2e-5, msg=f"{net} {k}")
+            moved = max(moved, (v - r0["init"][net][k]).abs().max().item())
+        assert moved > 1e-3, net                         # it trained: far above the tolerance
+    for net in ("G", "G_ema"):
+        w0, w1 = s0[net]["mapping.w_avg"], r1["state"][net]["mapping.w_avg"]
+        assert not torch.allclose(w0, w1)                                  # per process
+        torch.testing.assert_close((w0 + w1) / 2, s1[net]["mapping.w_avg"], rtol=0, atol=1e-6)
+    assert s0["ada"] == r1["state"]["ada"]                                 # the same ADA state everywhere
+    assert float(s0["ada"]["p"]) == float(s1["ada"]["p"]) and s0["ada"]["steps"] == 4
+    assert [h["p"] for h in r0["history"]] == [h["p"] for h in one["history"]] != [0.3] * 4
+    for h0, h in zip(r0["history"], one["history"]):
+        assert h0.keys() == h.keys()
+        for k in ("d_loss", "g_loss", "real_sign", "r1"):
+            if k in h:
+                assert h0[k] == pytest.approx(h[k], rel=1e-4, abs=1e-6), k
+
+
+def test_gan_path_length_mean_is_per_process(gan_ranks, one_thread):
+    """One step with the path-length regulariser: each process keeps its own mean (official
+    loss.py); G stays the same on both (averaged gradients); the two means average to the
+    one-process mean of the first update."""
+    from ssl_lab.gan.train import gan_config, train_gan
+    one = train_gan(_gan_images(), gan_config("smoke", **GAN), seed=0, steps=1, progress=False,
+                    keep_state=True)["state"]
+    r0, r1 = (torch.load(gan_ranks / f"rank{r}" / "pl.pt", weights_only=False)["state"] for r in (0, 1))
+    a0, a1 = float(r0["pl_mean"]), float(r1["pl_mean"])
+    assert a0 != a1 and (a0 + a1) / 2 == pytest.approx(float(one["pl_mean"]), rel=1e-5)
+    assert [float(r["pl_mean"]) for r in r0["ranks"]] == [a0, a1]          # every process's, in rank order
+    assert all(torch.equal(v, _params_of(r1["G"])[k]) for k, v in _params_of(r0["G"]).items())
+
+
+def test_gan_resumes_across_ranks_to_the_same_weights(gan_ranks):
+    """Killed after 2 of 4 steps (rank 0's checkpoint), resumed on both processes: the weights,
+    optimizer and ADA states and each process's own w_avg / path-length mean equal those of
+    the uninterrupted 2-process run, exactly."""
+    def same(a, b):
+        if torch.is_tensor(a):
+            return torch.equal(a, b)
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+    pl = []
+    for r in (0, 1):
+        got = torch.load(gan_ranks / f"rank{r}" / "resume.pt", weights_only=False)
+        assert got["killed_done"] == 2
+        whole, resumed = got["whole"], got["resumed"]
+        for k in ("G", "D", "G_ema", "opt_G", "opt_D", "ada", "pl_mean", "ranks", "data", "torch_rng"):
+            assert same(whole["state"][k], resumed["state"][k]), (r, k)
+        assert same(whole["G_ema"], resumed["G_ema"])
+        assert [h["step"] for h in resumed["history"]] == [1, 2, 3, 4]
+        pl.append(float(resumed["state"]["pl_mean"]))
+    assert pl[0] != pl[1]                          # rank 1 continued its own path-length mean
+
+
+def test_gan_rank1_writes_no_file(gan_ranks):
+    """Only rank 0 checkpoints (``train_gan``'s atomic_save) and writes the zoo's artefact."""
+    seen = [json.loads((gan_ranks / f"rank{r}" / "saves.json").read_text()) for r in (0, 1)]
+    assert seen[1] == [] and len(seen[0]) >= 3 and all(p.endswith(".ckpt") for p in seen[0]), seen
+    home0, home1 = gan_ranks / "rank0" / "home", gan_ranks / "rank1" / "home"
+    assert not home1.exists()
+    files = sorted(p.relative_to(home0).as_posix() for p in home0.rglob("*") if p.is_file())
+    assert [Path(f).suffix for f in files] == [".json", ".pt"], files      # the checkpoint is gone
+    assert files[0].startswith("zoo/test/ddp-gan/smoke-seed0-")
+    assert json.loads((home0 / files[0]).read_text())["processes"] == 2
+    assert (gan_ranks / "rank1" / "stdout.txt").read_text() == ""
+
+
+def _gan_worker(rank: int, out: Path, port: int):
+    import contextlib
+    import io
+
+    from ssl_lab import cli, paths, zoo
+    from ssl_lab.gan import train as gan_train
+    from ssl_lab.gan.train import gan_config, train_gan
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), SSL_LAB_TRAIN="allow", SSL_LAB_PROGRESS="0")
+    torch.cuda.is_available = lambda: False
+    torch.set_num_threads(1)
+    assert distributed.init() == 2 and torch.distributed.get_backend() == "gloo"
+    mine = out / f"rank{rank}"
+    mine.mkdir()
+    saves, save = [], paths.atomic_save
+    paths.atomic_save = lambda obj, path: (saves.append(str(path)), save(obj, path))[1]
+
+    # (a) 2 x 4 == 1 x 8; the initial weights (to show that it trained)
+    from ssl_lab.nets.stylegan2 import build
+    torch.manual_seed(0)
+    G, D = build(GAN_ARCH)
+    init = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
+    eq = train_gan(_gan_images(), gan_config("smoke", **GAN_EQ), seed=0, steps=4, progress=False,
+                   keep_state=True)
+    torch.save(dict(eq, init=init), mine / "eq.pt")
+    torch.save(train_gan(_gan_images(), gan_config("smoke", **GAN), seed=0, steps=1, progress=False,
+                         keep_state=True), mine / "pl.pt")
+
+    # (b) kill after 2 of 4 steps, resume from rank 0's checkpoint (path-length regulariser on)
+    cfg, ckpt = gan_config("smoke", **GAN), out / "gan-resume.ckpt"
+    whole = train_gan(_gan_images(), cfg, seed=1, steps=4, progress=False, keep_state=True)
+    real_step = gan_train.train_step
+
+    def killed_at_3(*a, **k):
+        if a[6] == 2:
+            raise _Killed
+        return real_step(*a, **k)
+    gan_train.train_step = killed_at_3
+    with contextlib.suppress(_Killed):
+        train_gan(_gan_images(), cfg, seed=1, steps=4, progress=False, checkpoint=ckpt, checkpoint_every=2)
+    gan_train.train_step = real_step
+    distributed.barrier()
+    killed_done = torch.load(ckpt, weights_only=False)["done"]
+    resumed = train_gan(_gan_images(), cfg, seed=1, steps=4, progress=False, checkpoint=ckpt,
+                        keep_state=True)
+    torch.save(dict(whole=whole, resumed=resumed, killed_done=killed_done), mine / "resume.pt")
+
+    # (c) `python -m ssl_lab train` of a GAN recipe, a cache folder per rank (last: it leaves the group)
+    os.environ["SSL_LAB_HOME"] = str(mine / "home")
+
+    @zoo.register("test/ddp-gan", {"smoke": dict(steps=2)})
+    def _recipe(c, device, seed):
+        return train_gan(_gan_images(), gan_config("smoke", **GAN), device=device, seed=seed,
+                         steps=c["steps"], checkpoint=zoo.training_checkpoint(), checkpoint_every=1)
+
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        cli.main(["train", "test/ddp-gan", "--scale", "smoke"])
+    assert not torch.distributed.is_initialized()
+    (mine / "stdout.txt").write_text(printed.getvalue())
+    (mine / "saves.json").write_text(json.dumps(saves))

@@ -42,6 +42,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
+from ..distributed import batch_draw as _draw
+
+
+def _bits(size, **kw):
+    return torch.randint(0, 2, size, **kw)
+
+
+def _quarters(size, **kw):
+    return torch.randint(0, 4, size, **kw)
+
 BGC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac",
        "brightness", "contrast", "lumaflip", "hue", "saturation")
 
@@ -74,7 +85,11 @@ def augment(x: torch.Tensor, p: float, transforms=BGC, xint_max: float = 0.125,
             xfrac_std: float = 0.125, brightness_std: float = 0.2, contrast_std: float = 0.5,
             hue_max: float = 1.0, saturation_std: float = 1.0) -> torch.Tensor:
     """Augment a batch ``x (B, C, H, W)`` in [-1, 1] with probability ``p`` per transform
-    and sample (see the module docstring). Uses the global torch RNG."""
+    and sample (see the module docstring). Uses the global torch RNG. Every draw goes
+    through :func:`ssl_lab.distributed.batch_draw`: unchanged in one process; inside
+    ``distributed.global_draws()`` (the data-parallel GAN training step) each parameter is
+    drawn for the global batch and this process keeps its rows, so W processes augment
+    their parts of a batch exactly as one process augments the whole batch."""
     p = float(p)
     unknown = set(transforms) - set(BGC)
     if unknown:
@@ -86,42 +101,42 @@ def augment(x: torch.Tensor, p: float, transforms=BGC, xint_max: float = 0.125,
     r = torch.zeros(B, device=dev, dtype=x.dtype)           # reference for shapes / dtype
 
     def gate(prob):                                          # per-sample Bernoulli(prob) in {0, 1}
-        return (torch.rand(B, device=dev) < prob).to(x.dtype)
+        return (_draw(torch.rand, B, device=dev) < prob).to(x.dtype)
 
     # -- geometric: one sampling matrix M (output -> input coordinates) -------------------
     M = _eye(3, B, r)
     geometric = False
     if "xflip" in transforms:
-        i = torch.randint(0, 2, (B,), device=dev).to(x.dtype) * gate(p)
+        i = _draw(_bits, B, device=dev).to(x.dtype) * gate(p)
         M = M @ _scale2d(1 - 2 * i, 1, r)
         geometric = True
     if "rotate90" in transforms:
-        k = torch.randint(0, 4, (B,), device=dev).to(x.dtype) * gate(p)
+        k = _draw(_quarters, B, device=dev).to(x.dtype) * gate(p)
         M = M @ _rotate2d(k * (math.pi / 2), r)
         geometric = True
     if "xint" in transforms:
-        t = (torch.rand(B, 2, device=dev, dtype=x.dtype) * 2 - 1) * xint_max * gate(p)[:, None]
+        t = (_draw(torch.rand, B, 2, device=dev, dtype=x.dtype) * 2 - 1) * xint_max * gate(p)[:, None]
         tx, ty = torch.round(t[:, 0] * W) * 2 / W, torch.round(t[:, 1] * H) * 2 / H
         M = M @ _translate2d(tx, ty, r)
         geometric = True
     if "scale" in transforms:
-        s = torch.exp2(torch.randn(B, device=dev, dtype=x.dtype) * scale_std * gate(p))
+        s = torch.exp2(_draw(torch.randn, B, device=dev, dtype=x.dtype) * scale_std * gate(p))
         M = M @ _scale2d(s, s, r)
         geometric = True
     p_rot = 1 - math.sqrt(max(1 - p, 0.0))
     if "rotate" in transforms:
-        t = (torch.rand(B, device=dev, dtype=x.dtype) * 2 - 1) * math.pi * rotate_max * gate(p_rot)
+        t = (_draw(torch.rand, B, device=dev, dtype=x.dtype) * 2 - 1) * math.pi * rotate_max * gate(p_rot)
         M = M @ _rotate2d(t, r)
         geometric = True
     if "aniso" in transforms:
-        a = torch.exp2(torch.randn(B, device=dev, dtype=x.dtype) * aniso_std * gate(p))
+        a = torch.exp2(_draw(torch.randn, B, device=dev, dtype=x.dtype) * aniso_std * gate(p))
         M = M @ _scale2d(a, 1 / a, r)
         geometric = True
     if "rotate" in transforms:
-        t = (torch.rand(B, device=dev, dtype=x.dtype) * 2 - 1) * math.pi * rotate_max * gate(p_rot)
+        t = (_draw(torch.rand, B, device=dev, dtype=x.dtype) * 2 - 1) * math.pi * rotate_max * gate(p_rot)
         M = M @ _rotate2d(t, r)
     if "xfrac" in transforms:
-        t = torch.randn(B, 2, device=dev, dtype=x.dtype) * xfrac_std * gate(p)[:, None]
+        t = _draw(torch.randn, B, 2, device=dev, dtype=x.dtype) * xfrac_std * gate(p)[:, None]
         M = M @ _translate2d(t[:, 0] * 2, t[:, 1] * 2, r)
         geometric = True
     if geometric:
@@ -136,16 +151,16 @@ def augment(x: torch.Tensor, p: float, transforms=BGC, xint_max: float = 0.125,
         vv = torch.outer(v, v)
         Cm = I4
         if "brightness" in transforms:
-            b = torch.randn(B, device=dev, dtype=x.dtype) * brightness_std * gate(p)
+            b = _draw(torch.randn, B, device=dev, dtype=x.dtype) * brightness_std * gate(p)
             Cm = _mat([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], r) @ Cm
         if "contrast" in transforms:
-            c = torch.exp2(torch.randn(B, device=dev, dtype=x.dtype) * contrast_std * gate(p))
+            c = torch.exp2(_draw(torch.randn, B, device=dev, dtype=x.dtype) * contrast_std * gate(p))
             Cm = _mat([[c, 0, 0, 0], [0, c, 0, 0], [0, 0, c, 0], [0, 0, 0, 1]], r) @ Cm
         if "lumaflip" in transforms:
-            i = torch.randint(0, 2, (B,), device=dev).to(x.dtype) * gate(p)
+            i = _draw(_bits, B, device=dev).to(x.dtype) * gate(p)
             Cm = (I4 - 2 * vv * i[:, None, None]) @ Cm
         if "hue" in transforms:
-            t = (torch.rand(B, device=dev, dtype=x.dtype) * 2 - 1) * math.pi * hue_max * gate(p)
+            t = (_draw(torch.rand, B, device=dev, dtype=x.dtype) * 2 - 1) * math.pi * hue_max * gate(p)
             cos, sin = torch.cos(t)[:, None, None], torch.sin(t)[:, None, None]
             u = v[:3]
             K = torch.tensor([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]],
@@ -154,7 +169,7 @@ def augment(x: torch.Tensor, p: float, transforms=BGC, xint_max: float = 0.125,
             R[:, :3, :3] = cos * torch.eye(3, device=dev, dtype=x.dtype) + sin * K + (1 - cos) * vv[:3, :3]
             Cm = R @ Cm
         if "saturation" in transforms:
-            s = torch.exp2(torch.randn(B, device=dev, dtype=x.dtype) * saturation_std * gate(p))
+            s = torch.exp2(_draw(torch.randn, B, device=dev, dtype=x.dtype) * saturation_std * gate(p))
             Cm = (vv + (I4 - vv) * s[:, None, None]) @ Cm
         x = (Cm[:, :3, :3] @ x.reshape(B, 3, H * W) + Cm[:, :3, 3:]).reshape(B, 3, H, W)
     return x
@@ -188,8 +203,19 @@ class AdaptiveAugment(nn.Module):
 
     @torch.no_grad()
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        self._sign_sum += float(real_logits.sign().sum())
-        self._count += real_logits.numel()
+        """Add the signs of D's logits on a batch of reals. Under torchrun the sum and the count
+        are summed over the processes first (the global batch's), so every process holds the
+        same accumulator and adjusts p alike. The official code sums the same statistic across
+        GPUs too (training_loop.py: ``ada_stats = training_stats.Collector('Loss/signs/real')``,
+        whose ``update()`` all-reduces the counters in torch_utils/training_stats.py ``_sync``),
+        once per ``ada_interval`` steps; here once per step, so that a checkpoint taken between
+        two adjustments holds the global sums. (Integer-valued sums: the same numbers.)"""
+        s, n = float(real_logits.sign().sum()), real_logits.numel()
+        if distributed.world_size() > 1:
+            s, n = distributed.sum_over_processes([s, n])
+            n = int(n)
+        self._sign_sum += s
+        self._count += n
 
     def update(self, batch: int) -> float | None:
         """Count one step; on every ``interval``-th, adjust p and return the r_t used."""

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
+
 
 
 # -- losses -------------------------------------------------------------------------------
@@ -52,15 +54,26 @@ def r1_penalty(reals: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
 def path_lengths(img: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample path length (B,): ``sqrt(mean_l ||grad_{w_l} (img . y).sum()||^2)`` with
     ``y = noise / sqrt(H W)``, ``noise ~ N(0, I)`` unless given."""
-    if noise is None:
-        noise = torch.randn_like(img)
+    if noise is None:                    # data-parallel step: this process's rows of the global draw
+        noise = (distributed.batch_draw(torch.randn, img.shape[0], *img.shape[1:], dtype=img.dtype,
+                                        device=img.device)
+                 if distributed.draws_sharded() else torch.randn_like(img))
     y = noise / math.sqrt(img.shape[2] * img.shape[3])
     (g,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     return g.square().sum(dim=2).mean(dim=1).sqrt()
 
 
 class PathLengthRegularizer(nn.Module):
-    """Running mean ``a`` of path lengths and the penalty ``(length - a)^2`` (B,)."""
+    """Running mean ``a`` of path lengths and the penalty ``(length - a)^2`` (B,).
+
+    Under torchrun ``a`` is per process and is *not* reduced across processes: each process
+    updates it from the mean path length of its own part of the batch, as the official code
+    does (stylegan2-ada-pytorch training/loss.py, ``StyleGAN2Loss.__init__`` keeps
+    ``self.pl_mean`` as a plain tensor and ``accumulate_gradients`` lerps it towards
+    ``pl_lengths.mean()`` of the GPU's own ``batch_gpu // pl_batch_shrink`` samples; no
+    all-reduce, and it is not saved in the snapshots). The update is linear, so the mean of
+    the processes' ``a`` equals the one-process ``a`` for the same lengths, but each penalty uses its own ``a``;
+    the training loop keeps every process's ``a`` in its checkpoints."""
 
     def __init__(self, decay: float = 0.01):
         super().__init__()

@@ -20,6 +20,54 @@ the warm-up): ``warm = train_gan(..., keep_state=True)`` keeps the full training
 ``train_gan(..., cfg_variant, resume=warm)`` trains a variant further from it (weights,
 optimizers, ADA p, path-length mean, step and image counters continue; HSR predictors are
 added when the variant turns HSR on). ``arch``, ``batch`` and ``lr`` must match the warm-up's.
+
+Data-parallel training (``torchrun --nproc_per_node W -m ssl_lab train hsr/warmup ...``), after
+NVlabs/stylegan2-ada-pytorch (training/training_loop.py ``training_loop``, training/loss.py
+``StyleGAN2Loss``, training/networks.py ``MappingNetwork``, torch_utils/training_stats.py):
+
+* ``cfg.batch`` is the global batch; each process takes ``batch / W``
+  (:func:`ssl_lab.distributed.per_process_batch`; the official ``batch_gpu = batch_size //
+  num_gpus``), which must be a whole number of minibatch-std groups, and the path-length
+  batch ``batch / pl_batch_shrink`` must split into W too (``ValueError`` otherwise).
+* Gradients: the official loop wraps ``G.mapping``, ``G.synthesis`` and ``D`` (and the
+  augment pipe, which has no parameters) in ``DistributedDataParallel(broadcast_buffers=
+  False)``, so every backward pass that syncs averages the gradients over the GPUs before
+  ``phase.opt.step()``. Here every optimizer step (D main, R1, G main + HSR predictors, path
+  length) is preceded by :func:`ssl_lab.distributed.average_gradients`: one all-reduce of
+  the flattened gradients divided by W, the same mean as DDP's (and what NVlabs' later
+  StyleGAN3 loop writes out), without a wrapper, since a step calls ``G.mix_styles``,
+  ``G.synthesis`` and R1's double backward directly. Not copied: the official
+  ``misc.nan_to_num`` of the gradients (absent here in one process too).
+* ADA: the sign statistic is summed over the processes (official: the
+  ``training_stats.Collector('Loss/signs/real')`` whose ``update()`` all-reduces its counters
+  every ``ada_interval`` steps; here every step, see ``AdaptiveAugment.accumulate``), so p is
+  the same on every process and moves with the global batch (``batch * ada_interval``).
+* Kept per process, as in the official code: the path-length mean (``StyleGAN2Loss.pl_mean``
+  is a plain tensor lerped towards the GPU's own ``pl_lengths.mean()``, never all-reduced;
+  the claim that it is reduced does not hold for this code) and the mapping's ``w_avg``
+  (updated from the GPU's own ``w`` in ``MappingNetwork.forward``; DDP with
+  ``broadcast_buffers=False`` leaves buffers alone, and the snapshot's
+  ``check_ddp_consistency(module, ignore_regex=r'.*\\.w_avg')`` exempts it because it
+  differs). Both updates are linear, so the processes' values average to the one-process
+  value for the same draws; the path-length *penalty* uses each process's own mean, so with
+  ``pl_weight > 0`` W processes are not the one-process run exactly. Checkpoints and kept
+  states hold every process's ``w_avg`` (G, G_ema) and path-length mean (``"ranks"``); a
+  resume with the same W restores each process's own.
+* Random streams (unlike the official per-GPU seeds ``random_seed * num_gpus + rank``): every
+  process seeds the same global generator and data generator, draws everything that makes a
+  batch for the *global* batch and keeps rows ``rank, rank + W, rank + 2W, ...``: the reals'
+  indices (:class:`_Batches`), z, the style-mixing z (its scalar coin and cutoff are the same
+  everywhere), the synthesis noise, the path-length z and noise, and every ADA parameter
+  (:class:`ssl_lab.distributed.global_draws` around the step; :func:`~ssl_lab.distributed.
+  batch_draw` at the draws). Strided rows, not blocks, because the minibatch-std groups are
+  strided (samples ``i, i + B/G, ...``): a process's groups are then exactly one-process
+  groups. So W processes draw and compute what one process does at the global batch, up to
+  the order of float sums (tests: G, D, G_ema within 2e-5 after 4 steps with ADA, style
+  mixing and R1, measured 4e-6); every process's RNG states stay equal, so rank 0's
+  checkpoint resumes every process exactly. Only rank 0 writes checkpoints and shows
+  progress; the logged statistics are the means over the processes.
+* One process (no torchrun): everything above is a no-op and the draws are the same calls
+  as before, bit for bit.
 """
 from __future__ import annotations
 
@@ -31,6 +79,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 from torch import nn
 
+from .. import distributed
 from ..nets.stylegan2 import ARCH, build, ema_beta, ema_update
 from .losses import PathLengthRegularizer, d_logistic_loss, g_nonsaturating_loss, path_lengths, r1_penalty
 
@@ -135,8 +184,31 @@ def train_step(G, D, G_ema, opt_G, opt_D, reals: torch.Tensor, step: int, cfg: G
                augment=None, hsr=None, plr: PathLengthRegularizer | None = None) -> dict:
     """One iteration on a batch of reals in [-1, 1]; ``step`` counts from 0 (lazy
     regularisers run when ``step % interval == 0``; ``nimg = step * batch`` before this
-    step gates the HSR warm-up). Returns the step's statistics (floats)."""
-    B, dev = reals.shape[0], reals.device
+    step gates the HSR warm-up). Returns the step's statistics (floats).
+
+    Under torchrun (world size W > 1) ``reals`` is this process's part of the global batch
+    (``W * len(reals)`` images, the batch that counts for ``nimg``, the EMA and ADA); the
+    step's random draws are the global batch's (:class:`ssl_lab.distributed.global_draws`),
+    the gradients are averaged over the processes before every optimizer step, and the
+    returned statistics are the means over the processes. See :func:`train_gan`."""
+    if distributed.world_size() == 1:
+        return _step(G, D, G_ema, opt_G, opt_D, reals, step, cfg, augment, hsr, plr)
+    with distributed.global_draws():
+        stats = _step(G, D, G_ema, opt_G, opt_D, reals, step, cfg, augment, hsr, plr)
+    keys = list(stats)
+    means = distributed.sum_over_processes([stats[k] for k in keys])
+    return {k: v / distributed.world_size() for k, v in zip(keys, means)}
+
+
+def _params(opt) -> list:
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def _step(G, D, G_ema, opt_G, opt_D, reals, step, cfg, augment, hsr, plr) -> dict:
+    """:func:`train_step`'s body; ``B`` the global batch, ``b`` this process's part."""
+    b, dev = reals.shape[0], reals.device
+    world = distributed.world_size()
+    B = b * world
     aug = augment if augment is not None else (lambda x: x)
     nimg = step * B
     stats = {}
@@ -148,7 +220,7 @@ def train_step(G, D, G_ema, opt_G, opt_D, reals: torch.Tensor, step: int, cfg: G
     G.requires_grad_(False)
     D.requires_grad_(True)
     with torch.no_grad():
-        ws = G.mix_styles(torch.randn(B, G.z_dim, device=dev), cfg.style_mixing)
+        ws = G.mix_styles(distributed.batch_draw(torch.randn, b, G.z_dim, device=dev), cfg.style_mixing)
         with amp():
             fake = G.synthesis(ws).float()
     with amp():
@@ -156,6 +228,7 @@ def train_step(G, D, G_ema, opt_G, opt_D, reals: torch.Tensor, step: int, cfg: G
     loss_D = d_logistic_loss(real_logits, fake_logits)
     opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
+    distributed.average_gradients(D.parameters())
     opt_D.step()
     stats["d_loss"] = float(loss_D.detach())
     stats["real_sign"] = float(real_logits.detach().sign().mean())
@@ -168,6 +241,7 @@ def train_step(G, D, G_ema, opt_G, opt_D, reals: torch.Tensor, step: int, cfg: G
         pen = r1_penalty(x, D(aug(x)))
         opt_D.zero_grad(set_to_none=True)
         (pen.mean() * (cfg.r1_gamma / 2) * cfg.d_reg_interval).backward()
+        distributed.average_gradients(D.parameters())
         opt_D.step()
         stats["r1"] = float(pen.detach().mean())
 
@@ -175,7 +249,8 @@ def train_step(G, D, G_ema, opt_G, opt_D, reals: torch.Tensor, step: int, cfg: G
     G.requires_grad_(True)
     D.requires_grad_(False)
     use_hsr = hsr is not None and hsr.active(nimg)
-    ws = G.mix_styles(torch.randn(B, G.z_dim, device=dev), cfg.style_mixing, update_w_avg=True)
+    ws = G.mix_styles(distributed.batch_draw(torch.randn, b, G.z_dim, device=dev), cfg.style_mixing,
+                      update_w_avg=True)
     with amp():
         out = G.synthesis(ws, return_features=use_hsr)
     fake, feats = (out[0], out[1]["features"]) if use_hsr else (out, None)
@@ -193,17 +268,19 @@ def train_step(G, D, G_ema, opt_G, opt_D, reals: torch.Tensor, step: int, cfg: G
         stats.update({f"hsr_{r}": float(v.detach()) for r, v in levels.items()})
     opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
+    distributed.average_gradients(_params(opt_G))
     opt_G.step()
 
     # Lazy path-length regularisation.
     if cfg.pl_weight > 0 and step % cfg.g_reg_interval == 0:
         if plr is None:
             raise ValueError("cfg.pl_weight > 0 needs a PathLengthRegularizer (plr=...)")
-        b = max(B // cfg.pl_batch_shrink, 1)
-        ws = G.mix_styles(torch.randn(b, G.z_dim, device=dev), cfg.style_mixing)
+        pb = max(B // cfg.pl_batch_shrink, 1) // world      # this process's part of the PL batch
+        ws = G.mix_styles(distributed.batch_draw(torch.randn, pb, G.z_dim, device=dev), cfg.style_mixing)
         pen = plr(path_lengths(G.synthesis(ws), ws))
         opt_G.zero_grad(set_to_none=True)
         (pen.mean() * cfg.pl_weight * cfg.g_reg_interval).backward()
+        distributed.average_gradients(_params(opt_G))
         opt_G.step()
         stats["pl"] = float(pen.detach().mean())
         stats["pl_mean"] = float(plr.pl_mean)
@@ -242,10 +319,17 @@ class _Batches:
     drawn with the generator ``gen``. ``state()`` / ``load_state()`` continue the stream
     exactly: for a tensor the generator's state; for a Dataset (a shuffling DataLoader) the
     generator's state at the start of the current epoch and the batches taken in it (the
-    epoch's permutation is redrawn on resume and the taken indices are skipped, not loaded)."""
+    epoch's permutation is redrawn on resume and the taken indices are skipped, not loaded).
 
-    def __init__(self, images, batch: int, resolution: int, gen: torch.Generator):
+    ``world > 1`` (torchrun): ``batch`` is the global batch; every process draws the same
+    global batch of indices (``gen`` seeded alike) and takes rows ``rank, rank + world, ...``
+    of it (for a Dataset, only those images are loaded), so the processes together take the
+    one-process batch. ``world = 1`` is the unchanged single-process stream."""
+
+    def __init__(self, images, batch: int, resolution: int, gen: torch.Generator,
+                 rank: int = 0, world: int = 1):
         self.images, self.batch, self.resolution, self.gen = images, batch, resolution, gen
+        self.rank, self.world = rank, world
         self.tensor = torch.is_tensor(images)
         if self.tensor:
             if images.dim() != 4 or images.shape[1] != 3 or images.shape[-1] != resolution:
@@ -254,8 +338,12 @@ class _Batches:
             return
         # the same loader as DataLoader(shuffle=True, generator=gen), with a skippable sampler
         self.sampler = _SkipFirst(torch.utils.data.RandomSampler(images, generator=gen))
-        self.loader = torch.utils.data.DataLoader(images, batch_size=batch, sampler=self.sampler,
-                                                  drop_last=True, generator=gen)
+        if world == 1:
+            self.loader = torch.utils.data.DataLoader(images, batch_size=batch, sampler=self.sampler,
+                                                      drop_last=True, generator=gen)
+        else:
+            rows = _RowsOf(torch.utils.data.BatchSampler(self.sampler, batch, drop_last=True), rank, world)
+            self.loader = torch.utils.data.DataLoader(images, batch_sampler=rows, generator=gen)
         if len(self.loader) == 0:
             raise ValueError(f"dataset has {len(images)} images, fewer than one batch of {batch}")
         self._it, self._epoch_gen, self._taken, self._skip = None, None, 0, 0
@@ -277,6 +365,9 @@ class _Batches:
 
     def __next__(self) -> torch.Tensor:
         if self.tensor:
+            if self.world > 1:
+                idx = torch.randint(len(self.images), (self.batch,), generator=self.gen)
+                return self.images[idx[self.rank::self.world]] * 2 - 1
             return self.images[torch.randint(len(self.images), (self.batch,), generator=self.gen)] * 2 - 1
         while True:
             if self._it is None:                       # a new epoch (or the resumed one)
@@ -295,9 +386,23 @@ class _Batches:
             return x * 2 - 1
 
 
-def _batches(images, batch: int, resolution: int, gen: torch.Generator):
+class _RowsOf(torch.utils.data.Sampler):
+    """Rows ``rank, rank + world, ...`` of each batch of index lists that ``batches`` yields."""
+
+    def __init__(self, batches, rank: int, world: int):
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __iter__(self):
+        for idx in self.batches:
+            yield list(idx)[self.rank::self.world]
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def _batches(images, batch: int, resolution: int, gen: torch.Generator, rank: int = 0, world: int = 1):
     """Endless random batches in [-1, 1] from a tensor (N, 3, R, R) or a Dataset, in [0, 1]."""
-    return _Batches(images, batch, resolution, gen)
+    return _Batches(images, batch, resolution, gen, rank, world)
 
 
 def _cpu(obj):
@@ -349,6 +454,36 @@ def _load_ada_state(augment, st: dict) -> None:
     augment.last_rt = st["last_rt"]
 
 
+def _check_world(cfg: GANConfig, arch: dict, world: int) -> None:
+    """Under torchrun: the global batch splits evenly into the processes, each process's part
+    into whole minibatch-std groups (so D's groups are the one-process groups, see
+    :func:`train_gan`), and the path-length batch into the processes."""
+    if cfg.batch % world:
+        raise ValueError(f"the GAN batch {cfg.batch} (the global batch) is not divisible by the world "
+                         f"size {world}; set batch to a multiple of {world}")
+    b = distributed.per_process_batch(cfg.batch, world)
+    g = min(arch["mbstd_group"], cfg.batch)
+    if b % g:
+        raise ValueError(f"the per-process batch {b} (batch {cfg.batch} / {world} processes) must be a "
+                         f"multiple of the minibatch-std group {g}; set batch to a multiple of {g * world}")
+    pb = max(cfg.batch // cfg.pl_batch_shrink, 1)
+    if cfg.pl_weight > 0 and pb % world:
+        raise ValueError(f"the path-length batch {pb} (batch {cfg.batch} / pl_batch_shrink "
+                         f"{cfg.pl_batch_shrink}) is not divisible by the world size {world}")
+
+
+def _rank_state(G, G_ema, plr) -> dict:
+    """What differs between the processes (as in the official code): the mapping's ``w_avg`` of
+    G and G_ema and the path-length mean."""
+    return {"w_avg": _cpu(G.mapping.w_avg), "ema_w_avg": _cpu(G_ema.mapping.w_avg), "pl_mean": _cpu(plr.pl_mean)}
+
+
+def _load_rank_state(G, G_ema, plr, st: dict) -> None:
+    G.mapping.w_avg.copy_(st["w_avg"])
+    G_ema.mapping.w_avg.copy_(st["ema_w_avg"])
+    plr.pl_mean.copy_(st["pl_mean"])
+
+
 def _hsr_compatible(hsr, features, saved: dict | None) -> bool:
     """Reuse the warm-up's HSR predictors iff same levels, hidden width, feature-network name
     (``features.name``, None for a plain callable) and predictor shapes."""
@@ -385,7 +520,9 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
     train_step statistic (lazy ones over the steps that ran them), p at its end, step, kimg,
     images/s], "augment_p", "nimg" (total images seen, warm-up included), "branch_nimg"
     (this call's), "wall_s", "images_per_s" (this call's), "hsr_pairs", "hsr_resumed"}``.
-    Seeded; the caller's global RNG state is restored afterwards.
+    Seeded; the caller's global RNG state is restored afterwards. Under torchrun every process
+    calls it alike and it trains data-parallel (the module docstring: ``cfg.batch`` the global
+    batch, averaged gradients, global-batch draws, only rank 0 checkpoints and shows progress).
 
     ``keep_state=True`` adds ``"state"``: everything needed to continue training (CPU
     tensors; ``torch.save``-able): ``G``, ``D``, ``G_ema`` state dicts; ``opt_G``, ``opt_D``
@@ -394,7 +531,8 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
     their levels, hidden width and feature-network name, or None); ``nimg``; ``step`` (the
     global step counter); ``data`` (the data-order generator state, see :class:`_Batches`);
     ``torch_rng`` / ``cuda_rng`` (the global RNG states of the noise and augmentations);
-    ``seed``; ``arch``; ``config``.
+    ``seed``; ``arch``; ``config``; under torchrun also ``ranks`` (every process's ``w_avg`` of
+    G and G_ema and path-length mean, in rank order; the rest is the same on every process).
 
     ``resume``: such a result (or its ``"state"``): a branch. Training continues from it for
     ``steps`` (or ``ceil(cfg.kimg * 1000 / batch)``) *further* steps: the weights, both
@@ -455,6 +593,9 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
         raise ValueError("cfg.hsr=True needs features= (a frozen feature callable, see ssl_lab.nets.extractors)")
     if cfg.batch % min(arch["mbstd_group"], cfg.batch):
         raise ValueError(f"batch {cfg.batch} must be divisible by the minibatch-std group {arch['mbstd_group']}")
+    world, rank = distributed.world_size(), distributed.rank()
+    if world > 1:
+        _check_world(cfg, arch, world)
     n_steps = steps if steps is not None else math.ceil(cfg.kimg * 1000 / cfg.batch)
     step0 = int(state["step"]) if state is not None else 0
     done = 0                                           # steps of this call already taken
@@ -483,7 +624,7 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
             augment = AdaptiveAugment(cfg.augment_p, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg).to(device)
         plr = PathLengthRegularizer(cfg.pl_decay).to(device)
         gen = torch.Generator().manual_seed(init_seed)
-        data = _batches(images, cfg.batch, arch["resolution"], gen)
+        data = _batches(images, cfg.batch, arch["resolution"], gen, rank, world)
         hsr_resumed = False
         if state is None:
             opt_G, opt_D = make_optimizers(G, D, cfg, hsr)
@@ -519,6 +660,9 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
                 torch.set_rng_state(state["torch_rng"])
                 if cuda and state.get("cuda_rng") is not None:
                     torch.cuda.set_rng_state(state["cuda_rng"], device)
+            mine = state.get("ranks")
+            if world > 1 and mine is not None and len(mine) == world:
+                _load_rank_state(G, G_ema, plr, mine[rank])   # this process's own w_avg, pl_mean
 
         def training_state(total_steps):
             return {
@@ -531,16 +675,17 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
                 "nimg": total_steps * cfg.batch, "step": total_steps, "data": _cpu(data.state()),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
-                "seed": init_seed, "arch": arch, "config": asdict(cfg)}
+                "seed": init_seed, "arch": arch, "config": asdict(cfg),
+                **({"ranks": distributed.gather_object(_rank_state(G, G_ema, plr))} if world > 1 else {})}
 
         history, kept, wall0 = ([], {}, 0.0) if ck is None else (ck["history"], ck["snapshots"], ck["wall_s"])
         t0, t_log, n_log = time.perf_counter(), time.perf_counter(), 0
         sums, counts = {}, {}
-        for i in bar(range(done, n_steps), "GAN", show=progress):
+        for i in bar(range(done, n_steps), "GAN", show=progress and distributed.is_main()):
             step = step0 + i
             reals = next(data).to(device, non_blocking=True).contiguous(memory_format=fmt)
             stats = train_step(G, D, G_ema, opt_G, opt_D, reals, step, cfg, augment, hsr, plr)
-            n_log += reals.shape[0]
+            n_log += reals.shape[0] * world
             for k, v in stats.items():
                 sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
             if (step + 1) % cfg.log_every == 0 or i + 1 == n_steps:
@@ -554,9 +699,12 @@ def train_gan(images, cfg: GANConfig | str | dict = "smoke", device="cpu", seed:
             if i + 1 in snap_at:
                 kept[step + 1] = _cpu(G_ema.state_dict())
             if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == n_steps):
-                atomic_save(dict(state=training_state(step + 1), history=history, snapshots=kept,
-                                 done=i + 1, step0=step0, config=asdict(cfg),
-                                 wall_s=wall0 + time.perf_counter() - t0), checkpoint)
+                st = training_state(step + 1)          # every process takes part (its own w_avg, pl_mean)
+                if distributed.is_main():              # only rank 0 writes
+                    atomic_save(dict(state=st, history=history, snapshots=kept,
+                                     done=i + 1, step0=step0, config=asdict(cfg),
+                                     wall_s=wall0 + time.perf_counter() - t0), checkpoint)
+                distributed.barrier()
         wall = wall0 + time.perf_counter() - t0
         total_steps = step0 + n_steps
         out = {"G_ema": {k: v.detach().cpu() for k, v in G_ema.state_dict().items()},

@@ -72,6 +72,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
+
 SQRT2 = math.sqrt(2.0)
 
 ARCH = {
@@ -231,7 +233,12 @@ class SynthesisLayer(nn.Module):
             x = upsample2x(x)
         x = modulated_conv2d(x, self.weight, self.affine(w), fused=not self.training)
         if noise_mode == "random":
-            x = x + torch.randn_like(x[:, :1]) * self.noise_strength
+            if distributed.draws_sharded():          # data-parallel GAN step: the global batch's noise
+                noise = distributed.batch_draw(torch.randn, x.shape[0], 1, *x.shape[2:],
+                                               dtype=x.dtype, device=x.device)
+            else:
+                noise = torch.randn_like(x[:, :1])
+            x = x + noise * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
         elif noise_mode != "none":
@@ -354,11 +361,16 @@ class Generator(nn.Module):
 
     def mix_styles(self, z: torch.Tensor, prob: float = 0.9, update_w_avg: bool = False) -> torch.Tensor:
         """Training-time ``ws``: with probability ``prob`` rows ``cutoff:`` come from a second,
-        fresh ``z`` (cutoff uniform in ``[1, num_ws)``, one per batch)."""
+        fresh ``z`` (cutoff uniform in ``[1, num_ws)``, one per batch). Inside
+        ``ssl_lab.distributed.global_draws()`` the fresh ``z`` (and the synthesis noise) are
+        this process's rows of the global batch's draw; the scalar draws are the same on every
+        process (see :mod:`ssl_lab.gan.train`)."""
         ws = self.mapping(z, update_w_avg=update_w_avg)
         if prob > 0 and self.num_ws > 1 and torch.rand([]).item() < prob:
             cutoff = int(torch.randint(1, self.num_ws, []).item())
-            ws2 = self.mapping(torch.randn_like(z))
+            z2 = (distributed.batch_draw(torch.randn, z.shape[0], *z.shape[1:], dtype=z.dtype, device=z.device)
+                  if distributed.draws_sharded() else torch.randn_like(z))
+            ws2 = self.mapping(z2)
             rows = torch.arange(self.num_ws, device=z.device)[None, :, None]
             ws = torch.where(rows < cutoff, ws, ws2)
         return ws
