@@ -119,12 +119,21 @@ def test_two_processes_average_gradients_like_one_batch(two_ranks, monkeypatch, 
     assert ranks[0]["world"] == 2 and ranks[0]["history"] == ranks[1]["history"]
     assert all(torch.equal(v, ranks[1]["state_dict"][k]) for k, v in ranks[0]["state_dict"].items())
     torch.testing.assert_close(ranks[0]["history"], one["history"], rtol=1e-5, atol=1e-6)
+    # Weights and BN running statistics: the same algorithm up to rounding, amplified by three
+    # SGD steps of lr 0.1 on 4-image BN batches. Measured on two machines: differences up to
+    # 1.2e-4 where the weights moved by 0.1-0.5, at most 0.11 % of a tensor's movement (one machine
+    # met 1e-5 absolute, another not). Summing the gradients instead of averaging them doubles an
+    # SGD step, a difference of the order of the movement itself: the bound is 1 % of it.
     moved = 0.0
-    for k, v in one["state_dict"].items():            # weights and BN running statistics
-        torch.testing.assert_close(ranks[0]["state_dict"][k], v, rtol=1e-5, atol=1e-5, msg=k)
-        if v.is_floating_point():
-            moved = max(moved, (v - ranks[0]["init"][k]).abs().max().item())
-    assert moved > 1e-3                                # it trained: the tolerance is far below
+    for k, v in one["state_dict"].items():
+        got = ranks[0]["state_dict"][k]
+        if not v.is_floating_point():
+            assert torch.equal(got, v), k
+            continue
+        step = (v - ranks[0]["init"][k]).abs().max().item()
+        assert (got - v).abs().max().item() <= 0.01 * step + 1e-6, k
+        moved = max(moved, step)
+    assert moved > 1e-2                                # it trained
 
 
 def test_rank1_writes_no_file(two_ranks):
