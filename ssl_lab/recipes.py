@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import splits
+from .data.images import to_signed
 from .nets.backbones import Backbone
 from . import zoo
 
@@ -230,7 +231,7 @@ def hsr_feature_probe(row: str, scale: str, device="cpu", n_train: int | None = 
     x, y = faces.data["image"], faces.data["binary"]
     net = hsr_features(row, scale, device=device)
     with torch.no_grad():
-        f = torch.cat([net(b.float().div(127.5).sub(1).to(device))[-1].mean((2, 3)).cpu()
+        f = torch.cat([net(to_signed(b).to(device))[-1].mean((2, 3)).cpu()
                        for b in x.split(256)])
     return linear_probe(f[:n_train], y[:n_train], f[-n_test:], y[-n_test:])
 
@@ -386,7 +387,9 @@ def train_gan_branch(cfg, device, seed):
     """A variant trained for ``branch_kimg`` from the shared warm-up: ``features`` "none"
     (plain StyleGAN2-ADA) or a Table 4.1 row (:data:`HSR_FEATURES`) with HSR on ``levels``
     (:data:`ssl_lab.gan.hsr.LEVELS`), from the first step of the branch; ``pl_weight`` 0
-    switches the path-length regularizer off (Table 4.4)."""
+    switches the path-length regularizer off (Table 4.4). At small scale the GAN gates are
+    evaluated again on the branch's final generator (:func:`ssl_lab.gan.evaluate.gate_report`
+    with the warm-up's FD curve before it)."""
     from .gan.train import gan_config, train_gan
     warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=seed, with_state=True,
                     **{k: cfg[k] for k in ("images", "warmup_kimg")})   # with its training state
@@ -396,8 +399,13 @@ def train_gan_branch(cfg, device, seed):
     # The feature networks are fixed, pretrained ones (seed 0), as in the thesis: a branch's
     # seed varies the GAN only, and never turns "ResNet50" into the seed-1 evaluation network.
     feats = hsr_features(cfg["features"], cfg["scale"], device=device) if hsr else None
-    return train_gan(gan_training_set(cfg), gcfg, device=device, features=feats, resume=warm,
-                     checkpoint=zoo.training_checkpoint())
+    real = gan_training_set(cfg)
+    art = train_gan(real, gcfg, device=device, features=feats, resume=warm, checkpoint=zoo.training_checkpoint())
+    if cfg["scale"] == "small":                  # G1-G3 again, FD over warm-up and branch
+        from .gan.evaluate import gate_report
+        art.update(gate_report(art, real, eval_features(cfg["scale"], device), device=device,
+                               before=warm["fd_curve"]))
+    return art
 
 
 def generator(art, device="cpu"):
@@ -483,8 +491,14 @@ HSR_VARIANTS = {"StyleGAN2-ADA": dict(features="none"),
 
 
 #: the generators of the ALS chapter (thesis Fig. 4.10's rows) -> (recipe, overrides). The thesis
-#: compares StyleGAN2-ADA with and without HSR; the HSR branch joins when it is trained and shipped.
-ALS_GENERATORS = {"SG2-ADA": ("hsr/warmup", {})}
+#: compares StyleGAN2-ADA with and without HSR trained alike: here the two branches of the shared
+#: warm-up (equal length; HSR with the "ResNet50 DINO" row's stand-in, the only self-supervised
+#: feature network trained at small scale so far), and the warm-up itself (shorter training).
+ALS_GENERATORS = {"SG2-ADA": ("hsr/branch", {}),
+                  "SG2-ADA + HSR": ("hsr/branch", {"features": "ResNet50 DINO"}),
+                  "SG2-ADA warm-up": ("hsr/warmup", {})}
+#: the ALS rows whose edits are projected and scored (Fig. 4.11 compares these two)
+ALS_EDITED = ("SG2-ADA", "SG2-ADA + HSR")
 
 
 def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:

@@ -66,6 +66,16 @@ def test_gate_report_curve_starts_at_the_untrained_generator(one_thread):
     assert 0 <= rep["precision"] <= 1 and 0 <= rep["recall"] <= 1
     assert [g["gate"] for g in rep["gates"]] == ["G1 precision", "G2 recall", "G3 FD falls"]
     assert rep["gate_eval"] == dict(features="colour-stats", samples=16, real=16, k=3)
+    # a branch continues the warm-up's curve with its own final generator
+    branch = train_gan(real, gan_config("smoke", arch=TINY, batch=4), steps=2, progress=False, resume=art)
+    rb = gate_report(branch, real, _features, n=16, before=rep["fd_curve"])
+    assert rb["fd_curve"][:3] == rep["fd_curve"] and rb["fd_curve"][-1]["kimg"] == 0.024
+    G2, _ = build(TINY)
+    G2.load_state_dict(branch["G_ema"])
+    f_fake = _features(sample(G2.eval(), 16))
+    assert rb["fd_curve"][-1]["FD_colour-stats"] == fd_from_features(f_real, f_fake)
+    assert rb["precision"] == rb["fd_curve"][-1]["precision"]
+    assert [g["gate"] for g in rb["gates"]] == ["G1 precision", "G2 recall", "G3 FD falls"]
 
 
 def test_sampling_noise_is_evaluate_over_seeds_and_held_out_reference(one_thread):

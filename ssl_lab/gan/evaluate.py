@@ -76,7 +76,7 @@ def _ema_generator(arch: dict, state_dict: dict | None, seed: int, device):
 
 
 def gate_report(art: dict, real: torch.Tensor, features, n: int | None = None, seed: int = 0,
-                device="cpu") -> dict:
+                device="cpu", before: list | None = None) -> dict:
     """What the GAN gates read from a warm-up ``art`` (a ``train_gan`` result with
     ``snapshots``) against its training images ``real`` ((N, 3, R, R) in [0, 1]), in the
     feature space of ``features``, with ``n`` samples per generator (default N):
@@ -85,22 +85,29 @@ def gate_report(art: dict, real: torch.Tensor, features, n: int | None = None, s
     precision/recall) of the untrained generator (kimg 0, the nothing-learned yardstick) and
     of each EMA snapshot; ``precision`` and
     ``recall`` (k = 3) of the final EMA generator; ``gates`` (:func:`ssl_lab.gates.gan_warmup`);
-    ``gate_eval`` (feature network, samples, k)."""
+    ``gate_eval`` (feature network, samples, k).
+
+    ``before``: for a branch (a run continued from a warm-up, without snapshots of its own), the
+    warm-up's ``fd_curve``; the branch's final EMA generator is appended to it (at its total
+    kimg), so G3 asks that FD fell over the whole training, warm-up and branch."""
     from .. import gates
     n = n or len(real)
     f_real = compute_features(features, real * 2 - 1)
     name = metric_name(features.name)
     batch = art["config"]["batch"]
     init_seed = art.get("state", {}).get("seed", 0)
-    points = [(0, None)] + sorted(art["snapshots"].items())
-    curve = []
+    points = [] if before is not None else [(0, None)] + sorted(art["snapshots"].items())
+    curve = [dict(p) for p in before or []]
     for step, sd in points:
         G = _ema_generator(art["arch"], sd, init_seed, device)
         f_fake = compute_features(features, sample(G, n, seed, device=device))
         curve.append({"kimg": step * batch / 1000, name: fd_from_features(f_real, f_fake),
                       **precision_recall(f_real, f_fake, k=3)})
     G = _ema_generator(art["arch"], art["G_ema"], init_seed, device)
-    pr = precision_recall(f_real, compute_features(features, sample(G, n, seed, device=device)), k=3)
+    f_fake = compute_features(features, sample(G, n, seed, device=device))
+    pr = precision_recall(f_real, f_fake, k=3)
+    if before is not None:
+        curve.append({"kimg": art["nimg"] / 1000, name: fd_from_features(f_real, f_fake), **pr})
     return dict(fd_curve=curve, **pr, gates=gates.gan_warmup(pr["precision"], pr["recall"], curve, name),
                 gate_eval=dict(features=features.name, samples=n, real=len(real), k=3))
 
