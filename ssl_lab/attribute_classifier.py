@@ -49,7 +49,8 @@ class AttributeClassifier(nn.Module):
         self.names = list(BINARY_ATTRIBUTES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net.pooled((images.float() + 1) / 2))
+        """In the dtype of the weights: a float64 copy (``copy.deepcopy(clf).double()``) scores in float64."""
+        return self.head(self.net.pooled((images.to(self.head.weight.dtype) + 1) / 2))
 
     @torch.no_grad()
     def scores(self, images: torch.Tensor, batch: int = 512) -> torch.Tensor:

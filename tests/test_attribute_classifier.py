@@ -78,6 +78,10 @@ def test_scores_pick_the_six_attributes_in_order():
         full = clf(x)
     cols = [BINARY_ATTRIBUTES.index(a) for a in ac.ALS_ATTRIBUTES.values()]
     torch.testing.assert_close(clf.scores(x, batch=2), full[:, cols])
+    import copy
+    s64 = copy.deepcopy(clf).double().scores(x)                        # float64 copy: float64 logits
+    assert s64.dtype == torch.float64
+    torch.testing.assert_close(s64.float(), full[:, cols], rtol=1e-4, atol=1e-4)
 
 
 def test_fit_lowers_the_loss_on_a_learnable_attribute():
