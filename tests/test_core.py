@@ -326,9 +326,12 @@ def test_cli_run_checks_its_inputs_before_executing(tmp_path, monkeypatch):
     from ssl_lab.cli import chapter_notebook
     assert chapter_notebook("lead/matching") == paths.repo_root() / "book" / "lead" / "matching.ipynb"
     assert chapter_notebook("book/lead/matching.ipynb").name == "matching.ipynb"
+    import os
     ran = []
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: ran.append((a, k)))
-    monkeypatch.delenv("SSL_LAB_ZOO", raising=False)
+    # `run --zoo` sets SSL_LAB_ZOO for the kernel it starts: give it a copy of the environment,
+    # so that nothing after this test (e.g. nbval's kernels) reads the temporary zoo
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "SSL_LAB_ZOO"})
     for argv, says in ((["run", "lead/nowhere"], "no such chapter"),
                        (["run", "lead/matching", "--scale", "full"], "--data-root"),
                        (["run", "lead/matching", "--scale", "full", "--data-root", str(tmp_path / "x")], "not a folder"),
@@ -342,6 +345,4 @@ def test_cli_run_checks_its_inputs_before_executing(tmp_path, monkeypatch):
     (nb, out), kw = ran[0]
     assert nb.endswith("matching.ipynb") and out == str(tmp_path / "out.ipynb")
     assert kw["parameters"] == dict(scale="full", device="cpu", seed=0, data_root=str(tmp_path))
-    import os
     assert os.environ["SSL_LAB_ZOO"] == str((tmp_path / "zoo").resolve())
-    monkeypatch.delenv("SSL_LAB_ZOO")

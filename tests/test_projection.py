@@ -85,11 +85,13 @@ def test_projection_is_deterministic_given_the_seed(smoke, one_thread):
 def test_batched_projection_is_per_image(smoke, one_thread):
     """Without the w noise (the only batch-shaped random draw) projecting two images together
     gives what projecting each alone gives."""
+    import copy
     G, _, target = smoke
+    G = copy.deepcopy(G).double()     # float32 rounding differs with the batch and is amplified
     both = project(G, target, mse_distance, steps=30, initial_noise_factor=0.0)
     for i in range(2):
         one = project(G, target[i:i + 1], mse_distance, steps=30, initial_noise_factor=0.0)
-        assert torch.allclose(both["ws"][i], one["ws"][0], atol=1e-4)
+        assert torch.allclose(both["ws"][i], one["ws"][0], atol=1e-8)
 
 
 def test_distance_must_be_differentiable(smoke, one_thread):
