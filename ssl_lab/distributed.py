@@ -209,13 +209,6 @@ def batch_draw(fn, rows: int, *shape, **kw) -> torch.Tensor:
     return fn((rows * w, *shape), **kw)[r::w]
 
 
-def batch_rows(t: torch.Tensor) -> torch.Tensor:
-    """This process's rows ``rank, rank + W, ...`` of a global-batch tensor drawn identically on
-    every process (inside :class:`global_draws`; ``t`` itself otherwise)."""
-    r, w = _SHARD
-    return t if w == 1 else t[r::w]
-
-
 # -- synchronised BatchNorm and the data-parallel wrapper --------------------------------------
 class _SumOverProcesses(torch.autograd.Function):
     """``all_reduce(SUM)`` with its gradient: the backward pass sums the incoming gradients over
