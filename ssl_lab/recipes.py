@@ -391,7 +391,12 @@ def train_gan_branch(cfg, device, seed):
     evaluated again on the branch's final generator (:func:`ssl_lab.gan.evaluate.gate_report`
     with the warm-up's FD curve before it)."""
     from .gan.train import gan_config, train_gan
-    warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=seed, with_state=True,
+    # Seeds: every branch starts from the one warm-up, seed 0 (about 2 h on 2 CPU cores at small).
+    # Branch seed 0 continues the warm-up's own random streams; a branch seed s > 0 restarts the
+    # streams of noise, augmentations and data order from s (train_gan's seed= with resume=). The
+    # spread over branch seeds is thus the branch training's noise from a fixed start, and a
+    # variant with and without HSR at one seed is a paired comparison from the same generator.
+    warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=0, with_state=True,
                     **{k: cfg[k] for k in ("images", "warmup_kimg")})   # with its training state
     hsr = cfg["features"] != "none"
     gcfg = gan_config(cfg["scale"], kimg=cfg["branch_kimg"], hsr=hsr, hsr_levels=cfg["levels"],
@@ -400,7 +405,8 @@ def train_gan_branch(cfg, device, seed):
     # seed varies the GAN only, and never turns "ResNet50" into the seed-1 evaluation network.
     feats = hsr_features(cfg["features"], cfg["scale"], device=device) if hsr else None
     real = gan_training_set(cfg)
-    art = train_gan(real, gcfg, device=device, features=feats, resume=warm, checkpoint=zoo.training_checkpoint())
+    art = train_gan(real, gcfg, device=device, features=feats, resume=warm, seed=seed or None,
+                    checkpoint=zoo.training_checkpoint())
     if cfg["scale"] == "small":                  # G1-G3 again, FD over warm-up and branch
         from .gan.evaluate import gate_report
         art.update(gate_report(art, real, eval_features(cfg["scale"], device), device=device,

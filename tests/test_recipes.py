@@ -72,7 +72,11 @@ def test_gan_variants_branch_from_one_warmup(home, one_thread):
     assert base["nimg"] == hsr["nimg"] == 64 and warm["nimg"] == 32            # warm-up + branch
     assert "hsr" in hsr["history"][-1] and "hsr" not in base["history"][-1]
     assert len(list((home / "zoo" / "hsr" / "warmup").glob("*.pt"))) == 1        # trained once
-    zoo.get("hsr/branch", "smoke", seed=1, features="ResNet50", **kw)          # another GAN seed...
+    seed1 = zoo.get("hsr/branch", "smoke", seed=1, **kw)                        # another branch seed...
+    assert len(list((home / "zoo" / "hsr" / "warmup").glob("*.pt"))) == 1        # ...from the same warm-up
+    assert seed1["nimg"] == 64 and any(not torch.equal(a, b)                  # its own streams
+                                       for a, b in zip(seed1["G_ema"].values(), base["G_ema"].values()))
+    zoo.get("hsr/branch", "smoke", seed=1, features="ResNet50", **kw)          # an HSR branch, seed 1...
     sup = home / "zoo" / "lead" / "supervised"                                  # ...the same seed-0
     assert [p.name.split("-")[1] for p in sup.glob("*.pt")] == ["seed0"]         # feature network
     G = generator(hsr)
