@@ -15,6 +15,18 @@ def _figure_cells(nb):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_code_cell_was_executed_in_order(path):
+    """The book is built from the committed outputs (_config.yml: execute_notebooks off), so
+    every chapter must be committed executed top to bottom in one kernel (nbval then checks
+    that a fresh run reproduces those outputs)."""
+    nb = json.loads(path.read_text())
+    counts = [c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: code cells not executed in order in one run (execution counts {counts}); "
+        f"re-execute it: SSL_LAB_TRAIN=never jupyter execute --inplace {path.relative_to(BOOK.parent)}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_figure_has_a_caption_sentence_under_it(path):
     nb = json.loads(path.read_text())
     for i, _ in _figure_cells(nb):

@@ -1,4 +1,5 @@
 """Latent editing directions (ssl_lab.gan.directions) on hand cases with known answers."""
+import copy
 import numpy as np
 import pytest
 import torch
@@ -101,6 +102,9 @@ def test_ganspace_on_the_smoke_generator(one_thread):
     assert dirs.shape == (5, G.w_dim) and out["mean"].shape == (G.w_dim,)
     assert torch.allclose(dirs @ dirs.T, torch.eye(5), atol=1e-5)
     assert (out["explained_variance_ratio"][:-1] >= out["explained_variance_ratio"][1:]).all()
+    G64 = copy.deepcopy(G).double()                     # codes are drawn in G's dtype
+    out64 = ganspace_directions(G64, n=5, samples=2000)
+    assert torch.allclose((out64["directions"] * dirs).sum(1).abs(), torch.ones(5), atol=1e-3)
 
 
 def _set_affines(G, row_vectors):

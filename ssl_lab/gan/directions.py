@@ -151,7 +151,8 @@ def ganspace_directions(G, n: int = 10, samples: int = 10000, seed: int = 0,
     z = torch.randn(samples, G.z_dim, generator=gen)
     p = next(G.parameters(), None) if isinstance(G, torch.nn.Module) else None
     device = p.device if p is not None else torch.device("cpu")
-    ws = [G.mapping(zb.to(device))[:, 0].double().cpu() for zb in z.split(batch)]
+    ws = [G.mapping(zb.to(device, p.dtype if p is not None else zb.dtype))[:, 0].double().cpu()
+          for zb in z.split(batch)]
     return pca_directions(torch.cat(ws), n)
 
 
