@@ -267,8 +267,19 @@ GAN = dict(arch=GAN_ARCH, batch=8, log_every=1, augment_p=0.3, ada_target=0.6, a
 GAN_EQ = dict(GAN, pl_weight=0.0)          # the path-length mean is per process (official): off here
 
 
-def _gan_images():
-    return torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+def _gan_images(size=16):
+    return torch.rand(20, 3, size, size, generator=torch.Generator().manual_seed(3))
+
+
+# HSR from the first step at 32 px (its four G levels need >= 32 px), predictors of width 8
+GAN_HSR = dict(GAN_EQ, arch=dict(GAN_ARCH, resolution=32), hsr=True, hsr_hidden=8, hsr_warmup_kimg=0.0)
+
+
+def _hsr_features():
+    """A tiny frozen ViT (random, seeded alike in every process) as HSR's feature network."""
+    from ssl_lab.nets.extractors import vit_features
+    torch.manual_seed(7)
+    return vit_features("vit_tiny_patch16_224", input_size=32, patch_size=8, depth=4, embed_dim=16, num_heads=2)
 
 
 class _Killed(RuntimeError):
@@ -348,6 +359,30 @@ def test_gan_two_processes_equal_one_process_at_the_global_batch(gan_ranks, one_
         for k in ("d_loss", "g_loss", "real_sign", "r1"):
             if k in h:
                 assert h0[k] == pytest.approx(h[k], rel=1e-4, abs=1e-6), k
+
+
+def test_gan_with_hsr_two_processes_equal_one_process(gan_ranks, one_thread):
+    """HSR's predictors train in G's optimizer (param group 1), so their gradients are averaged
+    with G's: 2 x 4 == 1 x 8 for 3 steps with HSR on from the first, for G, D, G_ema and the
+    predictors (within 2e-5), and the HSR loss logged alike."""
+    from ssl_lab.gan.train import gan_config, train_gan
+    one = train_gan(_gan_images(32), gan_config("smoke", **GAN_HSR), seed=0, steps=3, progress=False,
+                    features=_hsr_features(), keep_state=True)
+    r0, r1 = (torch.load(gan_ranks / f"rank{r}" / "hsr.pt", weights_only=False) for r in (0, 1))
+    s1, s0 = one["state"], r0["state"]
+    nets = {net: (_params_of(s0[net]), _params_of(r1["state"][net]), _params_of(s1[net]))
+            for net in ("G", "D", "G_ema")}
+    nets["HSR predictors"] = tuple(s["hsr"]["predictors"] for s in (s0, r1["state"], s1))
+    for net, (a, b, ref) in nets.items():
+        assert a.keys() == ref.keys() and len(a) > 0, net
+        assert all(torch.equal(v, b[k]) for k, v in a.items()), net          # the same on both ranks
+        for k, v in ref.items():
+            torch.testing.assert_close(a[k], v, rtol=0, atol=2e-5, msg=f"{net} {k}")
+    init = r0["init_predictors"]
+    assert max((s1["hsr"]["predictors"][k] - v).abs().max().item() for k, v in init.items()) > 1e-3
+    assert all("hsr" in h for h in r0["history"])
+    for h0, h in zip(r0["history"], one["history"]):
+        assert h0["hsr"] == pytest.approx(h["hsr"], rel=1e-4)
 
 
 def test_gan_path_length_mean_is_per_process(gan_ranks, one_thread):
@@ -430,6 +465,14 @@ def _gan_worker(rank: int, out: Path, port: int):
     torch.save(dict(eq, init=init), mine / "eq.pt")
     torch.save(train_gan(_gan_images(), gan_config("smoke", **GAN), seed=0, steps=1, progress=False,
                          keep_state=True), mine / "pl.pt")
+
+    # (a') with HSR; the predictors' initial weights (from a zero-step run: to show that they trained)
+    hsr_cfg = gan_config("smoke", **GAN_HSR)
+    init_pred = train_gan(_gan_images(32), hsr_cfg, seed=0, steps=0, progress=False,
+                          features=_hsr_features(), keep_state=True)["state"]["hsr"]["predictors"]
+    hsr_run = train_gan(_gan_images(32), hsr_cfg, seed=0, steps=3, progress=False,
+                        features=_hsr_features(), keep_state=True)
+    torch.save(dict(hsr_run, init_predictors=init_pred), mine / "hsr.pt")
 
     # (b) kill after 2 of 4 steps, resume from rank 0's checkpoint (path-length regulariser on)
     cfg, ckpt = gan_config("smoke", **GAN), out / "gan-resume.ckpt"
