@@ -30,17 +30,22 @@ from .nets.backbones import Backbone
 from . import zoo
 
 
+def _data_root(what: str) -> str:
+    """The full-scale data root (``--data-root`` of ``python -m ssl_lab train``: ``$SSL_LAB_DATA``)."""
+    root = os.environ.get("SSL_LAB_DATA")
+    if not root:
+        raise FileNotFoundError(f"full scale reads {what}: pass --data-root DATA to "
+                                "`python -m ssl_lab train` (or set SSL_LAB_DATA)")
+    return root
+
+
 def pretraining_images(scale: str, n: int | None, size: int | None) -> torch.Tensor:
     """uint8 (N, 3, H, W) images of the CelebA role: SynthFaces below full scale, else the
     real aligned CelebA (minus MAFL test) resized to 136 px."""
     if scale != "full":
         return splits.load("celeba", scale, n=n, size=size).data["image"]
     from .data import faces
-    root = os.environ.get("SSL_LAB_DATA")
-    if not root:
-        raise FileNotFoundError("full scale reads the real CelebA: pass --data-root DATA to "
-                                "`python -m ssl_lab train` (or set SSL_LAB_DATA)")
-    ds = faces.celeba_unlabelled(os.path.join(root, "celeba"))
+    ds = faces.celeba_unlabelled(os.path.join(_data_root("the real CelebA"), "celeba"))
     resize = lambda im: F.interpolate(im[None], size=(136, 136), mode="bilinear", antialias=True,
                                       align_corners=False)[0]
     return torch.stack([(resize(ds[i]["image"]) * 255).round().to(torch.uint8)
@@ -193,16 +198,63 @@ HSR_FEATURES = {"ViT DINO": "hsr/vit-dino", "ResNet50 DINO": "lead/stage1-byol",
                 "ViT (RandInit)": None}
 
 
+#: Full scale: Table 4.1's networks as the HSR release builds them (val-iisc/HSR,
+#: ``training/load_fe.py``): ``(kind, timm name, the local weights file under
+#: <data root>/weights/, where the release got it)``. The release loads DINO's ViT-B/16 and
+#: ResNet-50 and DeiT-B/16 from the facebookresearch/dino and /deit torch-hub entries and
+#: ``torchvision.models.resnet50(pretrained=True)``; here the same weights come from local files
+#: (their key names are timm's). Its inputs: [-1, 1] -> [0, 1], ``F.interpolate`` to 224 px
+#: with ``mode='area'``, normalised with CLIP's mean and ImageNet's std (as written there).
+#: Its layers: ViT block outputs 3, 6, 9, 12 of 12 (``layers = [11, 8, 5, 2]``), with DINO's
+#: final norm (``get_intermediate_layers``) and without it for DeiT (its loop over
+#: ``model.blocks``); ResNet stages layer1..layer4. "ViT (RandInit)" (not in the release): the
+#: DINO ViT-B/16 architecture, randomly initialised with ``seed``.
+HSR_FULL_NETWORKS = {
+    "ViT DINO": ("vit", "vit_base_patch16_224", "dino_vitbase16_pretrain.pth",
+                 "facebookresearch/dino, torch hub dino_vitb16"),
+    "ResNet50 DINO": ("resnet", "resnet50", "dino_resnet50_pretrain.pth",
+                      "facebookresearch/dino, torch hub dino_resnet50"),
+    "DeiT": ("vit", "deit_base_patch16_224", "deit_base_patch16_224-b5f2ef4d.pth",
+             "facebookresearch/deit, torch hub deit_base_patch16_224"),
+    "ResNet50": ("resnet", "resnet50", "resnet50-0676ba61.pth",
+                 "torchvision resnet50(pretrained=True): ImageNet weights IMAGENET1K_V1"),
+    "ViT (RandInit)": ("vit", "vit_base_patch16_224", None, "random initialisation"),
+}
+HSR_RELEASE_MEAN, HSR_RELEASE_STD = (0.48145466, 0.4578275, 0.40821073), (0.229, 0.224, 0.225)
+
+
+def hsr_full_features(row: str, weights_dir, seed: int = 0):
+    """Table 4.1's row ``row`` at full scale (:data:`HSR_FULL_NETWORKS`) from the weights files
+    in ``weights_dir``; a missing file is a ``FileNotFoundError`` that names it and its source."""
+    from pathlib import Path
+
+    from .nets.extractors import resnet_features, vit_features
+    kind, name, file, source = HSR_FULL_NETWORKS[row]
+    weights = None
+    if file is not None:
+        weights = Path(weights_dir) / file
+        if not weights.is_file():
+            raise FileNotFoundError(f"HSR feature network {row!r} needs the weights file {weights} "
+                                    f"({source}); nothing is downloaded here: put a local copy there")
+    else:
+        torch.manual_seed(seed)
+    common = dict(input_size=224, mean=HSR_RELEASE_MEAN, std=HSR_RELEASE_STD, resize="area")
+    if kind == "vit":
+        return vit_features(name, weights=weights, blocks=(3, 6, 9, 12), norm=row != "DeiT", **common)
+    return resnet_features(name, weights=weights, **common)
+
+
 def hsr_features(row: str, scale: str, device="cpu", seed: int = 0):
     """The frozen feature network of Table 4.1's row ``row`` at ``scale`` (a
     :class:`~ssl_lab.nets.extractors.FrozenFeatures` taking GAN images in [-1, 1]); ``seed`` is the
-    seed its stand-in was trained (or, for "ViT (RandInit)", initialised) with."""
+    seed its stand-in was trained (or, for "ViT (RandInit)", initialised) with. At full scale the
+    thesis's networks (:func:`hsr_full_features`) from ``$SSL_LAB_DATA/weights``."""
     from .nets.extractors import resnet_features, vit_features
     if row not in HSR_FEATURES:
         raise KeyError(f"unknown feature network {row!r}; known: {list(HSR_FEATURES)}")
     if scale == "full":
-        raise NotImplementedError("full scale: build the thesis's networks from local weights "
-                                  "files with ssl_lab.nets.extractors.vit_features / resnet_features")
+        return hsr_full_features(row, os.path.join(_data_root("the HSR feature networks' weights"),
+                                                   "weights"), seed).to(device)
     size = {"smoke": 32, "small": 64}[scale]
     recipe = HSR_FEATURES[row]
     if recipe is None or recipe.startswith("hsr/"):
@@ -347,12 +399,14 @@ _GAN = {
 GAN_SNAPSHOTS = 8
 
 
-def gan_images(scale: str, n: int, split: str = "ffhq") -> torch.Tensor:
+def gan_images(scale: str, n: int, split: str = "ffhq"):
     """The limited GAN training set: the first ``n`` SynthFaces of the FFHQ-role ``split`` and
-    their mirror images (the thesis doubles every dataset by horizontal flips), float in [0, 1]."""
+    their mirror images (the thesis doubles every dataset by horizontal flips), float in [0, 1].
+    Full scale: the ``n`` AnimalFace-Dog images under ``$SSL_LAB_DATA`` (``prepare_gan_images.py
+    animalface-dog``) at 256 px and their mirror images, as a Dataset read from disk."""
     if scale == "full":
-        raise NotImplementedError("full scale trains on AnimalFace-Dog: prepare it with "
-                                  "ssl_lab.data.images and pass it to ssl_lab.gan.train.train_gan")
+        from .data.images import image_dataset
+        return image_dataset("animalface-dog", _data_root("AnimalFace-Dog"), 256, limit=n, xflip=True)
     x = splits.load(split, scale).subset(n).images
     return torch.cat([x, x.flip(-1)])
 

@@ -212,6 +212,24 @@ def test_vit_and_resnet_feature_callables(tmp_path):
     assert [m.shape[-1] for m in res(imgs)] == [8, 4, 2, 1]
 
 
+def test_feature_inputs_area_resize_and_normalisation_by_hand():
+    """resize="area" (the HSR release's): each input pixel the mean of its block; mean/std as given."""
+    seen = []
+    probe = torch.nn.Module()
+    probe.forward = lambda x: (seen.append(x), [x] * 4)[1]
+    from ssl_lab.nets.extractors import FrozenFeatures
+    f = FrozenFeatures(probe, [3] * 4, 2, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0), name="probe", resize="area")
+    img = torch.zeros(1, 3, 4, 4)
+    img[..., :2, :2] = 1.0                   # the top-left block white ([-1, 1]), the rest mid-grey 0
+    f(img)
+    x = seen[0]
+    # [0, 1]: 1.0 in the top-left block, 0.5 elsewhere -> (v - 0.5) / std per channel
+    expected = torch.tensor([[0.5, 0.0], [0.0, 0.0]]).expand(3, 2, 2) / torch.tensor([0.25, 0.5, 1.0]).view(3, 1, 1)
+    torch.testing.assert_close(x[0], expected)
+    with pytest.raises(ValueError, match="resize"):
+        FrozenFeatures(probe, [3] * 4, 2, (0, 0, 0), (1, 1, 1), "probe", resize="nearest")
+
+
 # -- training -----------------------------------------------------------------------------
 def test_two_step_training_16px_returns_finite_losses():
     arch = dict(TINY32, resolution=16)

@@ -102,3 +102,64 @@ def test_feature_probe_and_attribute_classifier_recipes(home, one_thread):
     assert set(art["held_out"]) == set(ac.ALS_ATTRIBUTES)
     clf = zoo.get("als/classifier", "smoke")
     assert isinstance(clf, ac.AttributeClassifier) and not clf.training
+
+
+def test_full_scale_gan_images_come_from_the_data_root(tmp_path, monkeypatch):
+    import torch
+    from PIL import Image
+    from ssl_lab.recipes import gan_images
+    monkeypatch.delenv("SSL_LAB_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="--data-root"):
+        gan_images("full", 3)
+    dogs = tmp_path / "animalface-dog"
+    dogs.mkdir()
+    for i in range(3):
+        Image.new("RGB", (300, 280), (80 * i, 10, 200)).save(dogs / f"{i}.png")
+    monkeypatch.setenv("SSL_LAB_DATA", str(tmp_path))
+    ds = gan_images("full", 3)
+    assert len(ds) == 6 and ds[0].shape == (3, 256, 256)                    # 3 images and their flips
+    assert torch.equal(ds[3], ds[0].flip(-1)) and ds[1][0, 0, 0].item() == pytest.approx(80 / 255)
+
+
+def test_full_scale_hsr_networks_as_the_release_builds_them(tmp_path, monkeypatch, one_thread):
+    """Table 4.1's networks at full scale from <data root>/weights (here tiny timm models of the
+    same kinds in place of ViT-B/16 and ResNet-50): a missing file names itself and its source;
+    ViT blocks 3, 6, 9, 12 with the final norm (DINO) or without (DeiT), ResNet stages; the
+    release's inputs (area resize to 224, CLIP mean, ImageNet std)."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from ssl_lab import recipes
+    monkeypatch.setenv("SSL_LAB_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="dino_vitbase16_pretrain.pth .*facebookresearch/dino"):
+        recipes.hsr_features("ViT DINO", "full")
+    tiny = dict(recipes.HSR_FULL_NETWORKS,
+                **{"ViT DINO": ("vit", "vit_tiny_patch16_224", "dino.pth", "test"),
+                   "DeiT": ("vit", "vit_tiny_patch16_224", "deit.pth", "test"),
+                   "ResNet50": ("resnet", "resnet18", "r18.pth", "test")})
+    monkeypatch.setattr(recipes, "HSR_FULL_NETWORKS", tiny)
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=12).eval()
+    torch.save(vit.state_dict(), tmp_path / "weights" / "dino.pth")
+    torch.save({"model": vit.state_dict()}, tmp_path / "weights" / "deit.pth")     # DeiT's file layout
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "weights" / "r18.pth")
+    imgs = torch.rand(2, 3, 256, 256) * 2 - 1
+    x = (F.interpolate((imgs + 1) / 2, size=(224, 224), mode="area")
+         - torch.tensor(recipes.HSR_RELEASE_MEAN).view(1, 3, 1, 1)) / torch.tensor(recipes.HSR_RELEASE_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        blocks = []
+        t = vit.pos_drop(vit._pos_embed(vit.patch_embed(x)))
+        for blk in vit.blocks:
+            t = blk(t)
+            blocks.append(t[:, 1:].transpose(1, 2).reshape(2, 192, 14, 14))
+    dino, deit = recipes.hsr_features("ViT DINO", "full"), recipes.hsr_features("DeiT", "full")
+    for got, want in zip(dino(imgs), [blocks[i] for i in (2, 5, 8, 11)]):
+        normed = vit.norm(want.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(want.shape)
+        torch.testing.assert_close(got, normed, atol=1e-4, rtol=1e-4)
+    for got, want in zip(deit(imgs), [blocks[i] for i in (2, 5, 8, 11)]):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    res = recipes.hsr_features("ResNet50", "full")
+    assert [tuple(m.shape[1:]) for m in res(imgs)] == [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+    rand = recipes.hsr_features("ViT (RandInit)", "full", seed=3)     # ViT-B/16, no file needed
+    assert rand.channels == [768] * 4

@@ -61,37 +61,41 @@ class _Frozen(nn.Module):
 
 
 class FrozenFeatures(_Frozen):
-    """Generator images in [-1, 1] -> [0, 1] -> resized to ``input_size`` (bilinear,
-    antialiased) -> normalised with the network's mean/std -> 4 feature maps, no grad."""
+    """Generator images in [-1, 1] -> [0, 1] -> resized to ``input_size`` (``resize``:
+    "bilinear", antialiased, or "area", the HSR release's ``F.interpolate(mode='area')``) ->
+    normalised with the network's mean/std -> 4 feature maps, no grad."""
 
     def __init__(self, extract: nn.Module, channels: Sequence[int], input_size: int,
-                 mean, std, name: str):
+                 mean, std, name: str, resize: str = "bilinear"):
         super().__init__(name, extract=extract)
-        self.channels, self.input_size = list(channels), input_size
+        if resize not in ("bilinear", "area"):
+            raise ValueError(f"resize must be 'bilinear' or 'area', got {resize!r}")
+        self.channels, self.input_size, self.resize = list(channels), input_size, resize
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def _forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = (images.float() + 1) / 2
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=True)
+            size = (self.input_size, self.input_size)
+            x = (F.interpolate(x, size=size, mode="area") if self.resize == "area" else
+                 F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True))
         return list(self.extract((x - self.mean) / self.std))
 
 
 class _ViTIntermediates(nn.Module):
-    def __init__(self, model: nn.Module, indices: list[int]):
+    def __init__(self, model: nn.Module, indices: list[int], norm: bool = True):
         super().__init__()
-        self.model, self.indices = model, indices
+        self.model, self.indices, self.norm = model, indices, norm
 
     def forward(self, x):
-        return self.model.forward_intermediates(x, indices=self.indices, norm=True,
+        return self.model.forward_intermediates(x, indices=self.indices, norm=self.norm,
                                                 output_fmt="NCHW", intermediates_only=True)
 
 
 def vit_features(name: str = "vit_base_patch16_224", weights=None, input_size: int = 224,
                  blocks: Sequence[int] | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 **timm_kwargs) -> FrozenFeatures:
+                 norm: bool = True, resize: str = "bilinear", **timm_kwargs) -> FrozenFeatures:
     """Frozen timm ViT; maps = outputs of ``blocks`` (1-based; default depth/4, /2, 3/4, 1:
     3, 6, 9, 12 for a 12-block ViT) after the final norm, patch tokens only, as grids.
 
@@ -101,7 +105,8 @@ def vit_features(name: str = "vit_base_patch16_224", weights=None, input_size: i
     trained with (timm's own config for this name is 0.5/0.5, for other weights; the HSR
     code used the CLIP mean with ImageNet's std). ``timm_kwargs`` go to
     ``timm.create_model`` (e.g. ``patch_size=8, depth=4`` for a tiny stand-in). A position
-    embedding of another grid size is resampled to ``input_size``."""
+    embedding of another grid size is resampled to ``input_size``. ``norm=False``: the block
+    outputs without the final norm (the HSR release's DeiT). ``resize``: see :class:`FrozenFeatures`."""
     import timm
     from ..nets.backbones import _read_state_dict
 
@@ -124,8 +129,9 @@ def vit_features(name: str = "vit_base_patch16_224", weights=None, input_size: i
     if len(set(blocks)) != 4 or not all(1 <= b <= depth for b in blocks):
         raise ValueError(f"blocks must be 4 different block numbers in 1..{depth}, got {blocks} "
                          "(a ViT needs at least 4 blocks)")
-    return FrozenFeatures(_ViTIntermediates(model, [b - 1 for b in blocks]), [model.embed_dim] * 4,
-                          input_size, mean, std, name=f"{name}:blocks{blocks}")
+    return FrozenFeatures(_ViTIntermediates(model, [b - 1 for b in blocks], norm), [model.embed_dim] * 4,
+                          input_size, mean, std, name=f"{name}:blocks{blocks}{'' if norm else ':no-norm'}",
+                          resize=resize)
 
 
 class _Stages(nn.Module):
@@ -137,15 +143,19 @@ class _Stages(nn.Module):
         return self.backbone.body(x)[1:]          # layer1..layer4 (drop the stride-2 stem)
 
 
-def resnet_features(name: str = "resnet50", weights=None, input_size: int = 224) -> FrozenFeatures:
+def resnet_features(name: str = "resnet50", weights=None, input_size: int = 224, mean=None, std=None,
+                    resize: str = "bilinear") -> FrozenFeatures:
     """Frozen timm ResNet; maps = its four stages (layer1..layer4: 256..2048 channels for
-    ResNet-50, strides 4..32), via :class:`ssl_lab.nets.backbones.Backbone`."""
+    ResNet-50, strides 4..32), via :class:`ssl_lab.nets.backbones.Backbone`. ``mean``/``std``:
+    the input normalisation (default the backbone's own); ``resize``: see :class:`FrozenFeatures`."""
     from ..nets.backbones import Backbone
 
     _check_weights_arg(weights)
     bb = Backbone(name, weights=weights, normalize_input=False)
-    return FrozenFeatures(_Stages(bb), bb.channels[1:], input_size, bb.mean.flatten().tolist(),
-                          bb.std.flatten().tolist(), name=f"{name}:stages")
+    mean = bb.mean.flatten().tolist() if mean is None else mean
+    std = bb.std.flatten().tolist() if std is None else std
+    return FrozenFeatures(_Stages(bb), bb.channels[1:], input_size, mean, std, name=f"{name}:stages",
+                          resize=resize)
 
 
 # --- full-scale metric networks (torch-fidelity, lpips), local weights only ----------------
