@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssl_lab {train,zoo,bench,curve,run,results,splits} ...``."""
+"""Command line: ``python -m ssl_lab {train,zoo,bench,curve,run,plan,results,splits} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -84,6 +84,15 @@ def _cmd_zoo(a):
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['recipe']} {r['slot']}: {r['status']}; remake: {r['command']}")
+
+
+def _cmd_plan(a):
+    from . import recipes
+    chapter = chapter_notebook(a.chapter).resolve()
+    name = chapter.relative_to(chapter.parents[1]).with_suffix("").as_posix()   # e.g. lead/matching
+    print(f"# {name} at scale {a.scale}: what it loads, in training order, then the chapter")
+    print("\n".join(recipes.training_plan(name, a.scale, gpus=a.gpus, device=a.device,
+                                          data_root=a.data_root or "DATA", seed=a.seed)))
 
 
 def chapter_notebook(name: str) -> Path:
@@ -179,6 +188,13 @@ def main(argv=None):
     r.add_argument("--out", default=None)
     r.add_argument("--zoo", default=None, help="read shipped artefacts from this folder (SSL_LAB_ZOO)")
     r.set_defaults(fn=_cmd_run)
+    pl = sub.add_parser("plan", parents=[common], help="print the commands that train what a chapter loads, then run it",
+                        description="Print, for a chapter at --scale, one `train` command per artefact it "
+                                    "loads (teachers and warm-ups first; data-parallel recipes under torchrun "
+                                    "when --gpus > 1), the weights files it reads, and the `run` command.")
+    pl.add_argument("chapter", help="a chapter under book/ (lead/matching) or its notebook path")
+    pl.add_argument("--gpus", type=int, default=1, help="processes per node for the data-parallel recipes")
+    pl.set_defaults(fn=_cmd_plan)
     s = sub.add_parser("results", help="list recorded runs in results/")
     s.add_argument("chapter", nargs="?")
     s.set_defaults(fn=_cmd_results)

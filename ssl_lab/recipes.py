@@ -583,8 +583,9 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
     if chapter in ("hsr/method", "hsr/design_choices"):
         cfg = zoo.config("hsr/branch", scale)
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
-        return [s("lead/stage1-byol"), s("lead/supervised"), s("hsr/vit-dino", 0),
-                s("lead/supervised", 1),                                   # the FD network
+        standins = ([] if scale == "full" else                              # full: weights files
+                    [s("lead/stage1-byol"), s("lead/supervised"), s("hsr/vit-dino", 0)])
+        return [*standins, s("lead/supervised", 1),                         # the FD network
                 s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
     if chapter == "hsr/warmup":
         return [s("hsr/warmup"), s("lead/supervised", 1)]                 # the generator, the FD network
@@ -592,6 +593,90 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
         return [s("als/classifier"), s("lead/supervised", 1),             # C_j; the projection distance
                 *(s(name, **ov) for name, ov in ALS_GENERATORS.values())]
     return []
+
+
+#: the recipes that train data-parallel under torchrun (the others run in one process)
+DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-lead", "lead/stage2-dve",
+                           "lead/stage2-cl", "hsr/warmup", "hsr/branch"})
+
+
+def chapter_weights(chapter: str, scale: str) -> list[str]:
+    """The local weights files (under ``<data root>/weights``) that chapter ``chapter`` reads at
+    ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`)."""
+    if scale != "full" or chapter not in ("hsr/method", "hsr/design_choices"):
+        return []
+    return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]]
+
+
+def _inputs(name: str, scale: str, seed: int, ov: dict) -> list[tuple[str, str, int, dict]]:
+    """The artefacts that training artefact ``(name, scale, seed, ov)`` loads (its teacher, its
+    warm-up, its feature network)."""
+    s = lambda n, sd=seed, **o: (n, scale, sd, o)
+    if name.startswith("lead/stage2-"):
+        return [s(_TEACHER[name.removeprefix("lead/stage2-")])]
+    if name == "lead/regressor":
+        from .regression import FEATURES
+        rec, o = FEATURES[zoo.config(name, scale, **ov)["features"]]
+        return [] if rec is None else [s(rec, **o)]
+    if name == "hsr/branch":
+        cfg = zoo.config(name, scale, **ov)
+        feats = HSR_FEATURES[cfg["features"]] if cfg["features"] != "none" and scale != "full" else None
+        return [s("hsr/warmup", 0, images=cfg["images"], warmup_kimg=cfg["warmup_kimg"]),
+                *([s(feats, 0)] if feats else [])]
+    return []
+
+
+def _with_inputs(arts: list) -> list:
+    """``arts`` with every artefact's inputs (:func:`_inputs`, recursively) before it, once each."""
+    out = []
+
+    def add(a):
+        try:
+            ins = _inputs(*a)
+        except ValueError:                       # no config at this scale: listed as not available
+            ins = []
+        for i in ins:
+            add(i)
+        if not any(_same(a, b) for b in out):
+            out.append(a)
+    for a in arts:
+        add(a)
+    return out
+
+
+def _same(a, b) -> bool:
+    """Two ``(recipe, scale, seed, overrides)`` are one artefact (overrides equal to the defaults drop out)."""
+    if a[:3] != b[:3]:
+        return False
+    try:
+        return zoo.config(a[0], a[1], **a[3]) == zoo.config(b[0], b[1], **b[3])
+    except ValueError:
+        return a[3] == b[3]
+
+
+def training_plan(chapter: str, scale: str, gpus: int = 1, device: str = "cuda", data_root: str = "DATA",
+                  seed: int = 0) -> list[str]:
+    """The shell lines that make what chapter ``chapter`` loads at ``scale`` and then execute
+    it: one ``train`` per artefact of :func:`chapter_artefacts`, in that order (teachers and
+    warm-ups first), under ``torchrun --nproc_per_node gpus`` for :data:`DATA_PARALLEL` recipes;
+    ``#`` lines for the weights files it reads and for artefacts without a config at ``scale``.
+    Below full scale the artefacts are shipped (``--ship``); at full scale they stay in the
+    cache (``$SSL_LAB_HOME``), where the chapter then finds them."""
+    import shlex
+    full = scale == "full"
+    root = f" --data-root {shlex.quote(data_root)}" if full else ""
+    lines = [f"# put {f} under {data_root}/weights/ (see HSR_FULL_NETWORKS)" for f in chapter_weights(chapter, scale)]
+    for name, sc, sd, ov in _with_inputs(chapter_artefacts(chapter, scale, seed)):
+        try:
+            zoo.config(name, sc, **ov)
+        except ValueError as e:
+            lines.append(f"# not available: {e}")
+            continue
+        cmd = zoo.train_command(name, sc, sd, ship=not full, **ov).replace("python -m ssl_lab", "", 1)
+        launch = f"torchrun --nproc_per_node {gpus} -m ssl_lab" if gpus > 1 and name in DATA_PARALLEL else "python -m ssl_lab"
+        lines.append(f"{launch}{cmd} --device {device}{root}")
+    lines.append(f"python -m ssl_lab run {chapter} --scale {scale} --device {device} --seed {seed}{root}")
+    return lines
 
 
 def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:

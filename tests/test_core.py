@@ -346,3 +346,30 @@ def test_cli_run_checks_its_inputs_before_executing(tmp_path, monkeypatch):
     assert nb.endswith("matching.ipynb") and out == str(tmp_path / "out.ipynb")
     assert kw["parameters"] == dict(scale="full", device="cpu", seed=0, data_root=str(tmp_path))
     assert os.environ["SSL_LAB_ZOO"] == str((tmp_path / "zoo").resolve())
+
+
+def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
+    """`plan`: teachers and warm-ups before what loads them, data-parallel recipes under torchrun
+    (the others in one process), the weights files of the full-scale HSR chapters, what has no
+    config at that scale, and last the `run` command."""
+    from ssl_lab.recipes import training_plan
+    reg = training_plan("lead/regression", "full", gpus=2, data_root="/data")
+    assert reg[0].startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage1-byol --scale full")
+    assert reg[1].startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage2-lead")
+    assert all(line.startswith("python -m ssl_lab train lead/regressor") for line in reg[2:6])
+    assert all("--data-root /data" in line and "--ship" not in line for line in reg)
+    assert reg[-1] == "python -m ssl_lab run lead/regression --scale full --device cuda --seed 0 --data-root /data"
+    hsr = training_plan("hsr/design_choices", "full", gpus=4)
+    assert "# put dino_vitbase16_pretrain.pth under DATA/weights/ (see HSR_FULL_NETWORKS)" in hsr
+    trains = [line for line in hsr if " train " in line]
+    assert "hsr/warmup" in trains[1] and all("hsr/branch" in t for t in trains[2:]) and len(trains) == 13
+    assert not any("vit-dino" in line or "stage1-byol" in line for line in hsr)   # no stand-ins at full
+    als = training_plan("hsr/latent_linearity", "full")
+    assert als[0].startswith("# not available: recipe 'als/classifier' has no config for scale 'full'")
+    small = training_plan("hsr/latent_linearity", "small", device="cpu")
+    order = [line.split(" train ")[1].split(" --scale")[0] for line in small if " train " in line]
+    assert order.index("hsr/warmup") < order.index("hsr/branch") and order.index("lead/stage1-byol") < len(order) - 1
+    assert all(line.endswith("--ship --device cpu") for line in small if " train " in line)
+    cli(["plan", "lead/matching", "--scale", "full", "--gpus", "2", "--data-root", "/d"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# lead/matching at scale full") and out[-1].startswith("python -m ssl_lab run lead/matching")
