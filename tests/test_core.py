@@ -373,3 +373,11 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
     cli(["plan", "lead/matching", "--scale", "full", "--gpus", "2", "--data-root", "/d"])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# lead/matching at scale full") and out[-1].startswith("python -m ssl_lab run lead/matching")
+
+
+def test_the_full_scale_page_shows_what_plan_prints():
+    """The regression chapter's plan printed on the full-scale page is the code's own output."""
+    from ssl_lab.recipes import training_plan
+    page = (paths.repo_root() / "book" / "foundations" / "full_scale.md").read_text()
+    block = page.split("For the regression chapter:\n\n```bash\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == training_plan("lead/regression", "full", gpus=2, data_root="/data")
