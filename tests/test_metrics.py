@@ -648,3 +648,17 @@ def test_nearest_cell_match_normalised_takes_the_cosine_not_the_norm():
     kp = torch.tensor([[[0.0, 0.0]]], dtype=torch.float64)
     assert nearest_cell_match(src, tgt, kp, stride=4).tolist() == [[[0.0, 0.0]]]
     assert nearest_cell_match(src, tgt, kp, stride=4, normalize=True).tolist() == [[[4.0, 0.0]]]
+
+
+def test_als_paired_over_seeds_by_hand():
+    from ssl_lab.metrics.als import paired_over_seeds
+    run = lambda *v: {"thesis": {"per_attribute": torch.tensor(v)}, "released": {"per_attribute": torch.tensor(v) * 10}}
+    a, b = [run(1.0, 3.0), run(3.0, 5.0)], [run(2.0, 2.0), run(2.0, 6.0)]     # means 2, 4 and 2, 4
+    out = paired_over_seeds(a, b)
+    assert out["a"] == pytest.approx((3.0, 2 ** 0.5)) and out["b"] == pytest.approx((3.0, 2 ** 0.5))
+    assert out["b - a"] == pytest.approx((0.0, 0.0))                             # paired: no spread
+    first = paired_over_seeds(a, b, attributes=[0])                             # a: 1, 3; b: 2, 2
+    assert first["b - a"] == pytest.approx((0.0, 2 ** 0.5))
+    assert paired_over_seeds(a, b, variant="released")["a"] == pytest.approx((30.0, 10 * 2 ** 0.5))
+    with pytest.raises(ValueError, match="one run per sample seed"):
+        paired_over_seeds(a, b[:1])

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 
 __all__ = ["als_from_scores", "als", "als_released_variant", "interpolation_scores", "latent_paths",
-           "generator_als"]
+           "generator_als", "paired_over_seeds"]
 
 
 def _check(scores, ts=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,3 +143,20 @@ def generator_als(G, classifier, n_paths: int = 200, seed: int = 0, steps: int =
     scores, ts = interpolation_scores(generate, classifier, w0, w1, steps)
     return {"thesis": als_from_scores(scores, ts), "released": als_released_variant(scores),
             "scores": scores, "ts": ts, "w0": w0.cpu(), "w1": w1.cpu()}
+
+
+def paired_over_seeds(runs_a, runs_b, variant: str = "thesis", attributes=None) -> dict:
+    """Two generators' mean ALS over the same sample seeds: ``runs_a[i]`` and ``runs_b[i]`` are
+    :func:`generator_als` results of sample seed ``i`` for each (the same ``z`` draws).
+    ``variant``: "thesis" (Eq. 4.5) or "released"; ``attributes``: indices of the attributes
+    to average (default all). Returns ``{"a", "b", "b - a"}``, each ``(mean, sd)`` over the
+    seeds (sample sd, ddof 1; the difference is taken per seed, then averaged)."""
+    if len(runs_a) != len(runs_b) or len(runs_a) < 2:
+        raise ValueError(f"need two lists of one run per sample seed, >= 2 seeds; got {len(runs_a)} "
+                         f"and {len(runs_b)}")
+
+    def means(runs):
+        per = torch.stack([torch.as_tensor(r[variant]["per_attribute"]).double() for r in runs])
+        return per if attributes is None else per[:, list(attributes)]
+    a, b = means(runs_a).mean(1), means(runs_b).mean(1)
+    return {k: (float(v.mean()), float(v.std())) for k, v in (("a", a), ("b", b), ("b - a", b - a))}
