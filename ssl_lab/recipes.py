@@ -559,6 +559,8 @@ ALS_GENERATORS = {"SG2-ADA": ("hsr/branch", {}),
                   "SG2-ADA warm-up": ("hsr/warmup", {})}
 #: the ALS rows whose edits are projected and scored (Fig. 4.11 compares these two)
 ALS_EDITED = ("SG2-ADA", "SG2-ADA + HSR")
+#: the branch (training) seeds of the ALS_EDITED generators the ALS chapter scores, per scale
+ALS_BRANCH_SEEDS = {"smoke": (0,), "small": (0, 1), "full": (0,)}
 
 
 def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
@@ -591,7 +593,9 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
         return [s("hsr/warmup"), s("lead/supervised", 1)]                 # the generator, the FD network
     if chapter == "hsr/latent_linearity":
         return [s("als/classifier"), s("lead/supervised", 1),             # C_j; the projection distance
-                *(s(name, **ov) for name, ov in ALS_GENERATORS.values())]
+                *(s(name, **ov) for name, ov in ALS_GENERATORS.values()),
+                *(s(*ALS_GENERATORS[row][:1], sd, **ALS_GENERATORS[row][1])
+                  for sd in ALS_BRANCH_SEEDS[scale][1:] for row in ALS_EDITED)]
     return []
 
 
