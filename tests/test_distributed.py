@@ -364,9 +364,15 @@ def test_gan_two_processes_equal_one_process_at_the_global_batch(gan_ranks, one_
 def test_gan_with_hsr_two_processes_equal_one_process(gan_ranks, one_thread):
     """HSR's predictors train in G's optimizer (param group 1), so their gradients are averaged
     with G's: 2 x 4 == 1 x 8 for 3 steps with HSR on from the first, for G, D, G_ema and the
-    predictors (within 2e-5), and the HSR loss logged alike."""
+    predictors, and the HSR loss logged alike. Bound per tensor: mean |difference| < 2e-5 and
+    max < lr / 4. Adam's first steps are about lr * sign(grad), so an element whose gradient
+    is near zero may step differently when the float sum order differs (under the AVX2 kernels
+    one element of a G affine differed by 1.6e-4 = lr / 15, the mean by 3.6e-6; by default
+    kernels the largest difference was 2.4e-7)."""
     from ssl_lab.gan.train import gan_config, train_gan
-    one = train_gan(_gan_images(32), gan_config("smoke", **GAN_HSR), seed=0, steps=3, progress=False,
+    cfg = gan_config("smoke", **GAN_HSR)
+    lr = cfg.lr
+    one = train_gan(_gan_images(32), cfg, seed=0, steps=3, progress=False,
                     features=_hsr_features(), keep_state=True)
     r0, r1 = (torch.load(gan_ranks / f"rank{r}" / "hsr.pt", weights_only=False) for r in (0, 1))
     s1, s0 = one["state"], r0["state"]
@@ -377,7 +383,8 @@ def test_gan_with_hsr_two_processes_equal_one_process(gan_ranks, one_thread):
         assert a.keys() == ref.keys() and len(a) > 0, net
         assert all(torch.equal(v, b[k]) for k, v in a.items()), net          # the same on both ranks
         for k, v in ref.items():
-            torch.testing.assert_close(a[k], v, rtol=0, atol=2e-5, msg=f"{net} {k}")
+            d = (a[k] - v).abs()
+            assert d.mean() < 2e-5 and d.max() < lr / 4, (net, k, d.mean().item(), d.max().item())
     init = r0["init_predictors"]
     assert max((s1["hsr"]["predictors"][k] - v).abs().max().item() for k, v in init.items()) > 1e-3
     assert all("hsr" in h for h in r0["history"])
