@@ -218,7 +218,7 @@ HSR_FULL_NETWORKS = {
              "facebookresearch/deit, torch hub deit_base_patch16_224"),
     "ResNet50": ("resnet", "resnet50", "resnet50-0676ba61.pth",
                  "torchvision resnet50(pretrained=True): ImageNet weights IMAGENET1K_V1"),
-    "ViT (RandInit)": ("vit", "vit_base_patch16_224", None, "random initialisation"),
+    "ViT (RandInit)": ("vit+norm", "vit_base_patch16_224", None, "random initialisation"),
 }
 HSR_RELEASE_MEAN, HSR_RELEASE_STD = (0.48145466, 0.4578275, 0.40821073), (0.229, 0.224, 0.225)
 
@@ -239,8 +239,8 @@ def hsr_full_features(row: str, weights_dir, seed: int = 0):
     else:
         torch.manual_seed(seed)
     common = dict(input_size=224, mean=HSR_RELEASE_MEAN, std=HSR_RELEASE_STD, resize="area")
-    if kind == "vit":
-        return vit_features(name, weights=weights, blocks=(3, 6, 9, 12), norm=row != "DeiT", **common)
+    if kind in ("vit", "vit+norm"):
+        return vit_features(name, weights=weights, blocks=(3, 6, 9, 12), norm=kind == "vit+norm", **common)
     return resnet_features(name, weights=weights, **common)
 
 
@@ -343,8 +343,13 @@ def _build_stage2(art, device):
     return net.to(device).eval()
 
 
-for _method, _extra in (("lead", dict(feat_dim=64, proj_dim=256)), ("dve", dict(feat_dim=64)),
-                        ("cl", dict(feat_dim=64))):
+# Stage 2's optimizer (the thesis is silent): Adam without weight decay, with amsgrad, as DVE's
+# released configs (see ssl_lab.ssl.lead.train_stage2); CL's projector: weight decay 5e-4, as
+# ContrastLandmarks' train_feature_projector.py. (Until 2026-12 every stage-2 network here used
+# weight decay 1e-4, which erased the encoder's BYOL initialisation in stages 3-4.)
+_ADAM = dict(weight_decay=0.0, amsgrad=True)
+for _method, _extra in (("lead", dict(feat_dim=64, proj_dim=256, **_ADAM)), ("dve", dict(feat_dim=64, **_ADAM)),
+                        ("cl", dict(feat_dim=64, weight_decay=5e-4, amsgrad=False))):
     zoo.register(f"lead/stage2-{_method}", {s: {**c, **_extra} for s, c in _STAGE2.items()},
                  build=_build_stage2, store="int8")(_stage2_recipe(_method))
 
@@ -631,31 +636,30 @@ def _inputs(name: str, scale: str, seed: int, ov: dict) -> list[tuple[str, str, 
 
 
 def _with_inputs(arts: list) -> list:
-    """``arts`` with every artefact's inputs (:func:`_inputs`, recursively) before it, once each."""
-    out = []
+    """``arts`` with every artefact's inputs (:func:`_inputs`, recursively) before it, once each
+    (two entries are one artefact when their :func:`zoo.key` is equal: overrides equal to the
+    defaults drop out)."""
+    out, seen = [], set()
+
+    def ident(a):
+        try:
+            return zoo.key(a[0], a[1], a[2], **a[3])
+        except ValueError:                       # no config at this scale: listed as not available
+            return repr(a)
 
     def add(a):
         try:
             ins = _inputs(*a)
-        except ValueError:                       # no config at this scale: listed as not available
+        except ValueError:
             ins = []
         for i in ins:
             add(i)
-        if not any(_same(a, b) for b in out):
+        if ident(a) not in seen:
+            seen.add(ident(a))
             out.append(a)
     for a in arts:
         add(a)
     return out
-
-
-def _same(a, b) -> bool:
-    """Two ``(recipe, scale, seed, overrides)`` are one artefact (overrides equal to the defaults drop out)."""
-    if a[:3] != b[:3]:
-        return False
-    try:
-        return zoo.config(a[0], a[1], **a[3]) == zoo.config(b[0], b[1], **b[3])
-    except ValueError:
-        return a[3] == b[3]
 
 
 def training_plan(chapter: str, scale: str, gpus: int = 1, device: str = "cuda", data_root: str = "DATA",

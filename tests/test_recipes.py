@@ -134,7 +134,7 @@ def test_full_scale_hsr_networks_as_the_release_builds_them(tmp_path, monkeypatc
     with pytest.raises(FileNotFoundError, match="dino_vitbase16_pretrain.pth .*facebookresearch/dino"):
         recipes.hsr_features("ViT DINO", "full")
     tiny = dict(recipes.HSR_FULL_NETWORKS,
-                **{"ViT DINO": ("vit", "vit_tiny_patch16_224", "dino.pth", "test"),
+                **{"ViT DINO": ("vit+norm", "vit_tiny_patch16_224", "dino.pth", "test"),
                    "DeiT": ("vit", "vit_tiny_patch16_224", "deit.pth", "test"),
                    "ResNet50": ("resnet", "resnet18", "r18.pth", "test")})
     monkeypatch.setattr(recipes, "HSR_FULL_NETWORKS", tiny)
