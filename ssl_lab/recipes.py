@@ -207,10 +207,11 @@ HSR_FEATURES = {"ViT DINO": "hsr/vit-dino", "ResNet50 DINO": "lead/stage1-byol",
 #: with ``mode='area'``, normalised with CLIP's mean and ImageNet's std (as written there).
 #: Its layers: ViT block outputs 3, 6, 9, 12 of 12 (``layers = [11, 8, 5, 2]``), with DINO's
 #: final norm (``get_intermediate_layers``) and without it for DeiT (its loop over
-#: ``model.blocks``); ResNet stages layer1..layer4. "ViT (RandInit)" (not in the release): the
-#: DINO ViT-B/16 architecture, randomly initialised with ``seed``.
+#: ``model.blocks``): kinds ``"vit+norm"`` and ``"vit"``; ResNet stages layer1..layer4.
+#: "ViT (RandInit)" (not in the release): the DINO ViT-B/16 architecture, randomly
+#: initialised with ``seed``.
 HSR_FULL_NETWORKS = {
-    "ViT DINO": ("vit", "vit_base_patch16_224", "dino_vitbase16_pretrain.pth",
+    "ViT DINO": ("vit+norm", "vit_base_patch16_224", "dino_vitbase16_pretrain.pth",
                  "facebookresearch/dino, torch hub dino_vitb16"),
     "ResNet50 DINO": ("resnet", "resnet50", "dino_resnet50_pretrain.pth",
                       "facebookresearch/dino, torch hub dino_resnet50"),
@@ -304,15 +305,20 @@ def stage1_backbones(scale: str, device="cpu", seed: int = 0) -> dict[str, Backb
 # either way), about 11 min, within the design's 15 min per stage-2 recipe; full = the thesis:
 # batch 256, 20 epochs of CelebA (162,770 images: about 12,700 steps).
 _STAGE2 = {
-    "smoke": dict(scale="smoke", n=256, render=48, size=40, batch_size=8, steps=4, width=32,
+    "smoke": dict(scale="smoke", n=256, render=48, size=40, batch_size=8, steps=4, width=32, stages=3,
                   lr=1e-3, crop_scale=(0.3, 1.0)),
-    "small": dict(scale="small", n=20000, render=64, size=48, batch_size=64, steps=1500, width=64,
+    "small": dict(scale="small", n=20000, render=64, size=48, batch_size=64, steps=1500, width=64, stages=3,
                   lr=1e-3, crop_scale=(0.3, 1.0), amp=True, channels_last=True),
     "full": dict(scale="full", n=None, render=None, size=96, batch_size=256, steps=12_700,
-                 width=128, lr=1e-3, crop_scale=(0.5, 1.0), amp=True, channels_last=True),
+                 width=128, stages=4, lr=1e-3, crop_scale=(0.5, 1.0), amp=True, channels_last=True),
 }
 _TEACHER = {"lead": "lead/stage1-byol", "dve": "lead/stage1-byol", "cl": "lead/stage1-moco",
             "nmf": "lead/stage1-byol"}
+
+
+def _teacher_of(method):
+    """A stage-2 recipe's ``inputs``: its stage-1 teacher of the same seed."""
+    return lambda scale, seed, cfg: [(_TEACHER[method], scale, seed, {})]
 
 
 def _stage2_recipe(method):
@@ -331,7 +337,7 @@ def _build_stage2(art, device):
     from .ssl.lead import DenseNet, NMFFeatures, ProjectedHypercolumn
     cfg = art["config"]
     if art["method"] in ("lead", "dve"):
-        net = DenseNet(art["backbone"], cfg["feat_dim"], cfg["width"])
+        net = DenseNet(art["backbone"], cfg["feat_dim"], cfg["width"], stages=cfg.get("stages", 4))
         net.load_state_dict(art["state_dict"])
         return net.to(device).eval()
     t = art["teacher"]
@@ -351,7 +357,7 @@ _ADAM = dict(weight_decay=0.0, amsgrad=True)
 for _method, _extra in (("lead", dict(feat_dim=64, proj_dim=256, **_ADAM)), ("dve", dict(feat_dim=64, **_ADAM)),
                         ("cl", dict(feat_dim=64, weight_decay=5e-4, amsgrad=False))):
     zoo.register(f"lead/stage2-{_method}", {s: {**c, **_extra} for s, c in _STAGE2.items()},
-                 build=_build_stage2, store="int8")(_stage2_recipe(_method))
+                 build=_build_stage2, store="int8", inputs=_teacher_of(_method))(_stage2_recipe(_method))
 
 
 _NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
@@ -359,7 +365,7 @@ _NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
         "full": dict(scale="full", images=2000, pixels=50000, feat_dim=64)}
 
 
-@zoo.register("lead/stage2-nmf", _NMF, build=_build_stage2)
+@zoo.register("lead/stage2-nmf", _NMF, build=_build_stage2, inputs=_teacher_of("nmf"))
 def train_nmf(cfg, device, seed):
     """``BYOL + NMF``: scikit-learn NMF of BYOL hypercolumn vectors, ``pixels`` of them drawn at
     random from the maps of ``images`` MAFL-role training images (the centre-crop framing the
@@ -440,8 +446,16 @@ def train_gan_warmup(cfg, device, seed):
     return art
 
 
+def _branch_inputs(scale, seed, cfg):
+    """A branch's ``inputs``: the warm-up (seed 0) and, below full scale, its HSR feature
+    network's stand-in (seed 0; at full scale the features are weights files)."""
+    feats = HSR_FEATURES[cfg["features"]] if cfg["features"] != "none" and scale != "full" else None
+    return [("hsr/warmup", scale, 0, dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])),
+            *([(feats, scale, 0, {})] if feats else [])]
+
+
 @zoo.register("hsr/branch", {s: {**c, "features": "none", "levels": "all", "pl_weight": 2.0}
-                             for s, c in _GAN.items()})
+                             for s, c in _GAN.items()}, inputs=_branch_inputs)
 def train_gan_branch(cfg, device, seed):
     """A variant trained for ``branch_kimg`` from the shared warm-up: ``features`` "none"
     (plain StyleGAN2-ADA) or a Table 4.1 row (:data:`HSR_FEATURES`) with HSR on ``levels``
@@ -617,26 +631,8 @@ def chapter_weights(chapter: str, scale: str) -> list[str]:
     return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]]
 
 
-def _inputs(name: str, scale: str, seed: int, ov: dict) -> list[tuple[str, str, int, dict]]:
-    """The artefacts that training artefact ``(name, scale, seed, ov)`` loads (its teacher, its
-    warm-up, its feature network)."""
-    s = lambda n, sd=seed, **o: (n, scale, sd, o)
-    if name.startswith("lead/stage2-"):
-        return [s(_TEACHER[name.removeprefix("lead/stage2-")])]
-    if name == "lead/regressor":
-        from .regression import FEATURES
-        rec, o = FEATURES[zoo.config(name, scale, **ov)["features"]]
-        return [] if rec is None else [s(rec, **o)]
-    if name == "hsr/branch":
-        cfg = zoo.config(name, scale, **ov)
-        feats = HSR_FEATURES[cfg["features"]] if cfg["features"] != "none" and scale != "full" else None
-        return [s("hsr/warmup", 0, images=cfg["images"], warmup_kimg=cfg["warmup_kimg"]),
-                *([s(feats, 0)] if feats else [])]
-    return []
-
-
 def _with_inputs(arts: list) -> list:
-    """``arts`` with every artefact's inputs (:func:`_inputs`, recursively) before it, once each
+    """``arts`` with every artefact's inputs (:func:`ssl_lab.zoo.inputs`, recursively) before it, once each
     (two entries are one artefact when their :func:`zoo.key` is equal: overrides equal to the
     defaults drop out)."""
     out, seen = [], set()
@@ -649,7 +645,7 @@ def _with_inputs(arts: list) -> list:
 
     def add(a):
         try:
-            ins = _inputs(*a)
+            ins = zoo.inputs(a[0], a[1], a[2], **a[3])
         except ValueError:
             ins = []
         for i in ins:

@@ -90,7 +90,13 @@ def _build_regressor(art, device):
     return reg.to(device).eval()
 
 
-@zoo.register("lead/regressor", _REG, build=_build_regressor)
+def _features_input(scale, seed, cfg):
+    """A regressor's ``inputs``: the network of its feature row (none for the random one)."""
+    name, overrides = FEATURES[cfg["features"]]
+    return [] if name is None else [(name, scale, seed, overrides)]
+
+
+@zoo.register("lead/regressor", _REG, build=_build_regressor, inputs=_features_input)
 def train_regressor(cfg, device, seed):
     """Fit the landmark regressor of ``cfg["features"]`` on the ``cfg["set"]`` training split
     (the features network of the same ``seed``)."""

@@ -67,23 +67,28 @@ class Recipe:
     build: Callable[[Any, Any], Any] | None = None
     store: str = "float16"   # how shipped files keep float32 weights: "float16" or "int8"
     ship_state: bool = False  # ship the training state too (float32, beside the artefact)
+    inputs: Callable[[str, int, dict], list] | None = None   # (scale, seed, config) -> artefacts it loads
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
 def register(name: str, configs: dict, build: Callable | None = None, store: str = "float16",
-             ship_state: bool = False):
+             ship_state: bool = False, inputs: Callable | None = None):
     """Decorator: ``@register("lead/stage1-byol", {"smoke": {...}, "small": {...}, "full": {...}})``.
     ``store="int8"``: shipped files keep large weight tensors as int8 (:func:`_compact`).
     ``ship_state``: the shipped zoo also keeps the artefact's training state (its ``"state"``;
     not its snapshots), exactly (float32), in ``<slot>.state.pt``: what a branch continues from
-    (``load(..., with_state=True)``), so no clone has to retrain a warm-up to branch."""
+    (``load(..., with_state=True)``), so no clone has to retrain a warm-up to branch.
+    ``inputs(scale, seed, config)``: the trained artefacts its training loads, as
+    ``(recipe, scale, seed, overrides)`` (a stage-2 net's teacher, a regressor's features, a
+    GAN branch's warm-up): their keys are recorded when it is trained, and a shipped artefact
+    whose inputs have changed since is stale (:func:`stale_reason`)."""
     if store not in STORES:
         raise ValueError(f"store must be one of {sorted(STORES)}, got {store!r}")
 
     def deco(train):
-        RECIPES[name] = Recipe(name, train, configs, build, store, ship_state)
+        RECIPES[name] = Recipe(name, train, configs, build, store, ship_state, inputs)
         return train
     return deco
 
@@ -104,6 +109,19 @@ def config(name: str, scale: str, **overrides) -> dict:
         raise KeyError(f"unknown config keys for {name!r}: {sorted(unknown)}; "
                        f"known: {sorted(r.configs[scale])}")
     return {**r.configs[scale], **overrides}
+
+
+def inputs(name: str, scale: str, seed: int = 0, **overrides) -> list[tuple[str, str, int, dict]]:
+    """The trained artefacts ``(recipe, scale, seed, overrides)`` that training this one loads
+    (its recipe's ``inputs``; none if it declares none)."""
+    fn = recipe(name).inputs
+    return [] if fn is None else list(fn(scale, seed, config(name, scale, **overrides)))
+
+
+def input_keys(name: str, scale: str, seed: int = 0, **overrides) -> list[dict]:
+    """:func:`inputs` with their present keys: what a manifest records."""
+    return [dict(recipe=n, scale=s, seed=sd, overrides=_real_overrides(n, s, o), key=key(n, s, sd, **o))
+            for n, s, sd, o in inputs(name, scale, seed, **overrides)]
 
 
 # -- keys, slots, places ------------------------------------------------------------------------
@@ -166,9 +184,13 @@ def sha256(path) -> str:
 
 # -- the shipped zoo ----------------------------------------------------------------------------
 def stale_reason(manifest: dict, name: str, scale: str, seed: int = 0, **overrides) -> str | None:
-    """Why a shipped manifest's key no longer matches the code (None if it matches)."""
+    """Why a shipped manifest's key no longer matches the code, or why an input it was trained
+    from (recorded in ``inputs``) has changed since (None if neither)."""
     if manifest.get("key") == key(name, scale, seed, **overrides):
-        return None
+        changed = [f"{i['recipe']} {slot(i['recipe'], i['scale'], i['seed'], **i['overrides'])} "
+                   f"{i['key']} -> {now}" for i in manifest.get("inputs", [])
+                   if (now := _key_or_none(i)) != i["key"]]
+        return ("trained from inputs that have changed since: " + "; ".join(changed)) if changed else None
     why = []
     cfg = config(name, scale, **overrides)
     old = manifest.get("config", {})
@@ -182,6 +204,13 @@ def stale_reason(manifest: dict, name: str, scale: str, seed: int = 0, **overrid
     elif manifest.get("splits") != _splits_key():
         why.append(f"split definitions changed (splits key {manifest.get('splits')} -> {_splits_key()})")
     return "; ".join(why) or "key differs (recipe name or key format changed)"
+
+
+def _key_or_none(i: dict) -> str | None:
+    try:
+        return key(i["recipe"], i["scale"], i["seed"], **i["overrides"])
+    except (KeyError, ValueError):                 # the input's recipe or config is gone
+        return None
 
 
 def shipped_manifest(name: str, scale: str, seed: int = 0, **overrides) -> dict | None:
@@ -295,6 +324,8 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
         wall_time_s=meta.get("wall_time_s"), images_per_s=_images_per_s(art),
         loss_curve=_curve(history), gates=gates or (art.get("gates") if isinstance(art, dict) else None),
         command=train_command(name, scale, seed, **overrides), **state_info)
+    if recipe(name).inputs is not None:                       # as recorded when it was trained
+        manifest["inputs"] = meta["inputs"] if "inputs" in meta else input_keys(name, scale, seed, **overrides)
     atomic_write_text(json.dumps(manifest, indent=1, default=str) + "\n", out.with_suffix(".json"))
     return out
 
@@ -375,6 +406,7 @@ def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Pa
     cfg = config(name, scale, **overrides)
     torch.manual_seed(seed)
     ckpt = cache_path(name, scale, seed, **overrides).with_suffix(".ckpt")
+    ins = input_keys(name, scale, seed, **overrides)
     token = _CHECKPOINT.set(ckpt)
     t0 = time.time()
     try:
@@ -388,7 +420,7 @@ def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Pa
         ckpt.unlink(missing_ok=True)
         meta = dict(recipe=name, scale=scale, seed=seed, config=cfg, wall_time_s=round(wall, 1),
                     device=device_name(device), torch=torch.__version__, commit=git_commit(),
-                    processes=distributed.world_size())
+                    processes=distributed.world_size(), **({"inputs": ins} if r.inputs else {}))
         atomic_write_text(json.dumps(meta, indent=1, default=str) + "\n", path.with_suffix(".json"))
     distributed.barrier()                          # the others read it only once it is there
     return path

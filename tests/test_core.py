@@ -197,6 +197,30 @@ def test_a_recipe_that_ships_its_state_branches_from_the_shipped_zoo(home, monke
         zoo.load("test/weights", "smoke", with_state=True)
 
 
+@zoo.register("test/student", {"smoke": {"n": 2}}, inputs=lambda scale, seed, cfg: [("test/weights", scale, seed, {})])
+def _train_student(cfg, device, seed):
+    teacher = zoo.get("test/weights", "smoke", seed=seed)
+    return {"w": teacher[: cfg["n"]] * 2}
+
+
+def test_an_artefact_is_stale_when_an_input_it_was_trained_from_changed(home, monkeypatch):
+    path = zoo.ship("test/student", "smoke")
+    m = json.loads(path.with_suffix(".json").read_text())
+    assert m["inputs"] == [dict(recipe="test/weights", scale="smoke", seed=0, overrides={},
+                                key=zoo.key("test/weights", "smoke"))]
+    assert zoo.info("test/student", "smoke", cached=True)["inputs"] == m["inputs"]   # recorded at training
+    assert zoo.shipped_manifest("test/student", "smoke") is not None
+    monkeypatch.setitem(zoo.RECIPES["test/weights"].configs, "smoke", {"n": 3, "lr": 0.2})   # the teacher changes
+    for p in (home / "zoo").rglob("*.pt"):
+        p.unlink()
+    monkeypatch.setenv("SSL_LAB_TRAIN", "never")
+    assert zoo.shipped_manifest("test/student", "smoke") is None
+    with pytest.raises(zoo.MissingArtefact, match=r"stale \(trained from inputs that have changed since: "
+                       r"test/weights smoke-seed0 \w{10} -> \w{10}\)"):
+        zoo.get("test/student", "smoke")
+    assert zoo.inputs("test/mean", "smoke") == []                    # a recipe that declares none
+
+
 def test_slots_name_only_the_overrides_that_differ(home):
     assert zoo.slot("test/weights", "smoke", 0, n=3) == "smoke-seed0"
     assert zoo.slot("test/weights", "smoke", 1, n=5, lr=0.1) == "smoke-seed1-n=5"

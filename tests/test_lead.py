@@ -77,6 +77,35 @@ def test_dense_net_is_a_stride_4_map_with_the_stage1_encoder():
     assert not cl.backbone.training and not any(p.requires_grad for p in cl.backbone.parameters())
 
 
+def test_dense_net_over_stages_1_to_3_has_no_stage_4():
+    teacher = Backbone("resnet18")
+    net = DenseNet("resnet18", feat_dim=16, width=8, encoder_state=teacher.state_dict(), stages=3).eval()
+    own = net.encoder.state_dict()
+    assert own and not any("layer4" in k for k in net.state_dict())
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in own.items())
+    assert set(teacher.state_dict()) - set(own) == {k for k in teacher.state_dict() if "layer4" in k}
+    assert len(net.decoder.lateral) == 3 and net(torch.rand(2, 3, 48, 40)).shape == (2, 16, 12, 10)
+    full = sum(p.numel() for p in DenseNet("resnet18", 16, 8).encoder.parameters())
+    assert sum(p.numel() for p in net.encoder.parameters()) < 0.3 * full      # stage 4: 75 % of a ResNet-18
+
+
+def test_stage2_adam_without_weight_decay_keeps_the_scale_of_the_encoder(one_thread):
+    """PyTorch's Adam adds weight decay to the gradient before normalising it: on weights
+    followed by BatchNorm (a loss gradient near zero) it moves each about lr per step towards
+    zero. Stage 2 follows DVE's released optimiser (no weight decay), so a few steps on a tiny
+    net leave the encoder's stage-4 norm as it was, and 1e-2 shrinks it."""
+    torch.manual_seed(0)
+    teacher = Backbone("resnet18")
+    images = (torch.rand(4, 3, 32, 32) * 255).to(torch.uint8)
+    ref = teacher.state_dict()["body.layer4.1.conv2.weight"].norm()
+    norms = {}
+    for wd in (0.0, 1e-2):
+        art = train_stage2("lead", images, teacher, dict(size=32, batch_size=4, steps=3, width=8, feat_dim=8,
+                                                         proj_dim=8, lr=1e-2, weight_decay=wd), progress=False)
+        norms[wd] = float(art["state_dict"]["encoder.body.layer4.1.conv2.weight"].norm() / ref)
+    assert 0.9 < norms[0.0] < 1.1 and norms[1e-2] < 0.9 * norms[0.0], norms
+
+
 def test_nmf_codes_recover_an_exact_factorisation():
     g = torch.Generator().manual_seed(3)
     H = torch.rand(4, 12, generator=g)

@@ -81,8 +81,14 @@ def _read_state_dict(weights) -> dict:
 class Backbone(nn.Module):
     """A timm CNN returning its stem and four stage feature maps (strides 2, 4, 8, 16, 32)."""
 
-    def __init__(self, name: str = "resnet50", weights=None, normalize_input: bool = True):
+    def __init__(self, name: str = "resnet50", weights=None, normalize_input: bool = True,
+                 depth: int = len(LEVELS)):
+        """``depth``: how many of the five levels to build (stem first); below 5 timm builds no
+        later stage, so neither its weights nor its compute exist (LEAD stage 2's encoder at
+        small scale keeps the stem and stages 1-3: ``depth=4``)."""
         super().__init__()
+        if not 1 <= depth <= len(LEVELS):
+            raise ValueError(f"depth must be 1..{len(LEVELS)}; got {depth}")
         if weights is True or weights in ("imagenet", "pretrained"):
             raise FileNotFoundError(
                 f"weights={weights!r}: pretrained weights cannot be downloaded here; pass the "
@@ -90,7 +96,7 @@ class Backbone(nn.Module):
         self.name = name
         try:
             self.body = timm.create_model(name, pretrained=False, features_only=True,
-                                          out_indices=LEVELS)
+                                          out_indices=LEVELS[:depth])
         except Exception as e:   # unknown name, or a model without five feature levels
             raise ValueError(f"cannot build backbone {name!r} with five feature levels "
                              f"(out_indices={LEVELS}) from timm: {e}") from e

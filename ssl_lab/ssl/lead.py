@@ -51,19 +51,21 @@ def _conv_bn_relu(cin, cout, k=3):
 
 
 class FPNDecoder(nn.Module):
-    """Feature pyramid over four maps of strides 4, 8, 16, 32 -> one ``out_dim`` map at stride 4."""
+    """Feature pyramid over maps of strides 4, 8, 16, 32 (or the first of them) -> one
+    ``out_dim`` map at stride 4."""
 
     def __init__(self, in_channels, width: int = 128, out_dim: int = 64):
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
         # level k (stride 4 * 2^k): max(k, 1) conv blocks, an x2 upsampling after each of the first k
         self.branches = nn.ModuleList(
-            nn.ModuleList(_conv_bn_relu(width, width) for _ in range(max(k, 1))) for k in range(4))
+            nn.ModuleList(_conv_bn_relu(width, width) for _ in range(max(k, 1)))
+            for k in range(len(in_channels)))
         self.out = nn.Conv2d(width, out_dim, 1)
 
     def forward(self, feats):
         lat = [l(f) for l, f in zip(self.lateral, feats)]
-        for k in (2, 1, 0):                                # top-down: add the upsampled coarser level
+        for k in reversed(range(len(lat) - 1)):          # top-down: add the upsampled coarser level
             lat[k] = lat[k] + F.interpolate(lat[k + 1], size=lat[k].shape[-2:], mode="nearest")
         size = lat[0].shape[-2:]
         total = 0
@@ -78,14 +80,17 @@ class FPNDecoder(nn.Module):
 
 
 class DenseNet(nn.Module):
-    """Phi^D: a ResNet encoder (its stages 1-4) and an FPN decoder; ``(B, feat_dim, H/4, W/4)``."""
+    """Phi^D: a ResNet encoder (its stages 1-4, or 1 to ``stages``) and an FPN decoder over
+    them; ``(B, feat_dim, H/4, W/4)``. ``encoder_state``: the stage-1 network's state dict
+    (the weights of stages beyond ``stages`` are not used)."""
 
     def __init__(self, backbone: str = "resnet50", feat_dim: int = 64, width: int = 128,
-                 encoder_state: dict | None = None):
+                 encoder_state: dict | None = None, stages: int = 4):
         super().__init__()
-        self.encoder = Backbone(backbone)
+        self.encoder = Backbone(backbone, depth=stages + 1)
         if encoder_state is not None:
-            self.encoder.load_state_dict(encoder_state)
+            own = self.encoder.state_dict()
+            self.encoder.load_state_dict({k: v for k, v in encoder_state.items() if k in own})
         self.decoder = FPNDecoder(self.encoder.channels[1:], width, feat_dim)
         self.feat_dim = feat_dim
 
@@ -219,8 +224,10 @@ class NMFFeatures(nn.Module):
 # -- training ---------------------------------------------------------------------------------
 DEFAULTS = dict(
     feat_dim=64, proj_dim=256, width=128,   # C of Phi^D, output of g^D (None: no head), FPN width
+    stages=4,                               # encoder stages under the FPN (thesis: 1-4)
     size=96, crop_scale=(0.5, 1.0),         # training crops (thesis: 96-px views of 136-px faces)
-    batch_size=32, steps=100, lr=1e-3, weight_decay=1e-4,
+    batch_size=32, steps=100, lr=1e-3,
+    weight_decay=0.0, amsgrad=True,         # Adam as DVE's released configs/celeba/*.json (below)
     tau=TAU,                                # LEAD's temperature (also used by DVE / CL here)
     tps_jitter=0.1,                         # DVE / CL warps
     amp=False, channels_last=False,         # bf16 autocast of the networks (losses in float32)
@@ -262,7 +269,14 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
       * ``"cl"``: :class:`ProjectedHypercolumn` on the frozen ``teacher`` (stage-1 MoCo),
         trained with :func:`~ssl_lab.ssl.equivariance.equivariance_loss` on TPS warps.
 
-    Adam with a cosine decay; ``amp``: the networks run under bf16 autocast (with
+    Adam with a cosine decay. The thesis does not give stage 2's optimizer; the defaults follow
+    DVE's released dense-feature configs (jamt9000/DVE ``configs/celeba/*.json``: Adam, lr 1e-3,
+    ``weight_decay`` 0, ``amsgrad``). ContrastLandmarks' projector (cvl-umass/contrast-landmark
+    ``train_feature_projector.py``) uses weight decay 5e-4, which ``recipes`` sets for ``"cl"``.
+    PyTorch's Adam adds weight decay to the gradient before normalising it, so on the
+    BatchNorm-scaled encoder weights (where the loss gradient is small) it moves them about
+    ``lr`` per step towards zero: with 1e-4, 1500 small-scale steps shrank the stage-4 weights of
+    the BYOL initialisation to 1 % of their norm. ``amp``: the networks run under bf16 autocast (with
     ``channels_last``: NHWC), the losses in float32. Returns ``state_dict`` (of the DenseNet, or of the projector
     for ``"cl"``), ``history`` (loss per step), ``config``, ``wall_s`` and ``images_per_s``.
 
@@ -282,7 +296,7 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
     enc_state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
     head = None
     if method in ("lead", "dve"):
-        net = DenseNet(teacher.name, cfg["feat_dim"], cfg["width"], enc_state).to(device)
+        net = DenseNet(teacher.name, cfg["feat_dim"], cfg["width"], enc_state, cfg["stages"]).to(device)
         if method == "lead" and cfg["proj_dim"]:
             head = ProjectionHead(cfg["feat_dim"], cfg["proj_dim"]).to(device)
     elif method == "cl":
@@ -294,7 +308,7 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
             if m is not None:
                 m.to(memory_format=torch.channels_last)
     params = [p for m in (net, head) if m is not None for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    opt = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], amsgrad=cfg["amsgrad"])
     steps = int(cfg["steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / max(steps, 1))))
