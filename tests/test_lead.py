@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ssl_lab.nets.backbones import Backbone
-from ssl_lab.ssl.lead import (DenseNet, NMFFeatures, ProjectedHypercolumn, ProjectionHead, lead_loss,
+from ssl_lab.ssl.lead import (DenseNet, encoder_drift, NMFFeatures, ProjectedHypercolumn, ProjectionHead, lead_loss,
                               nmf_codes, similarity_distribution, train_stage2)
 
 
@@ -87,6 +87,26 @@ def test_dense_net_over_stages_1_to_3_has_no_stage_4():
     assert len(net.decoder.lateral) == 3 and net(torch.rand(2, 3, 48, 40)).shape == (2, 16, 12, 10)
     full = sum(p.numel() for p in DenseNet("resnet18", 16, 8).encoder.parameters())
     assert sum(p.numel() for p in net.encoder.parameters()) < 0.3 * full      # stage 4: 75 % of a ResNet-18
+
+
+def test_encoder_drift_by_hand():
+    torch.manual_seed(0)
+    teacher = Backbone("resnet18")
+    net = DenseNet("resnet18", 8, 8, encoder_state=teacher.state_dict(), stages=3)
+    same = encoder_drift(net, teacher)
+    assert list(same) == ["stem", "stage 1", "stage 2", "stage 3"]          # no stage 4 in net
+    assert all(abs(d["norm ratio"] - 1) < 1e-12 and abs(d["cosine"] - 1) < 1e-12 for d in same.values())
+    with torch.no_grad():
+        for p in net.encoder.body.layer2.parameters():
+            if p.dim() == 4:
+                p.mul_(0.5)                                   # scaled: ratio 0.5, direction kept
+        w = net.encoder.body.conv1.weight
+        w.copy_(torch.where(torch.arange(w.numel()).view_as(w) % 2 == 0, w, -w))   # half the signs
+    d = encoder_drift(net, teacher)
+    assert abs(d["stage 2"]["norm ratio"] - 0.5) < 1e-6 and abs(d["stage 2"]["cosine"] - 1) < 1e-6
+    w0 = teacher.body.conv1.weight.detach().double().flatten()
+    expect = float((w0[0::2] ** 2).sum() - (w0[1::2] ** 2).sum()) / float(w0 @ w0)
+    assert abs(d["stem"]["cosine"] - expect) < 1e-6 and abs(d["stem"]["norm ratio"] - 1) < 1e-6
 
 
 def test_stage2_adam_without_weight_decay_keeps_the_scale_of_the_encoder(one_thread):

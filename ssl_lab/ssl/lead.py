@@ -98,6 +98,26 @@ class DenseNet(nn.Module):
         return self.decoder(self.encoder(x)[1:])
 
 
+def encoder_drift(net: DenseNet, teacher: Backbone) -> dict[str, dict[str, float]]:
+    """How far stage 2 moved Phi^D's encoder from the stage-1 weights it was initialised with,
+    per encoder stage present in both (``"stem"``, ``"stage 1"``...): over that stage's
+    convolution weights (4-d tensors), the ratio of their norms (trained / initial) and their
+    cosine (1: unchanged direction). BatchNorm makes a convolution's output blind to its
+    weights' scale, so the cosine is what says whether the initialisation survived."""
+    own, init = net.encoder.state_dict(), teacher.state_dict()
+    prefixes = {"stem": "body.conv1.", **{f"stage {i}": f"body.layer{i}." for i in range(1, 5)}}
+    out = {}
+    for stage, pre in prefixes.items():
+        ks = [k for k, v in own.items() if k.startswith(pre) and v.dim() == 4 and k in init]
+        if not ks:
+            continue
+        a = torch.cat([own[k].double().flatten() for k in ks])
+        b = torch.cat([init[k].double().flatten() for k in ks])
+        out[stage] = {"norm ratio": float(a.norm() / b.norm()),
+                      "cosine": float(a @ b / (a.norm() * b.norm()))}
+    return out
+
+
 class ProjectionHead(nn.Module):
     """g^D: 1x1 conv -> BatchNorm -> ReLU -> 1x1 conv, applied at every position."""
 
