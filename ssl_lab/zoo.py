@@ -353,7 +353,7 @@ def load(name: str, scale: str = "smoke", device="cpu", seed: int = 0, checkpoin
         path = Path(checkpoint)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {path} for recipe {name!r} does not exist")
-        return torch.load(path, map_location=device, weights_only=False)
+        return _restore(torch.load(path, map_location=device, weights_only=False))   # a shipped file, too
     stale = None
     if shipped and not retrain:
         sp = shipped_path(name, scale, seed, **overrides)

@@ -594,6 +594,23 @@ def test_dve_copy_baseline_is_zero_without_warps_on_the_same_image():
     assert warped["same_px70"] > 0
 
 
+def test_dve_standard_error_over_pairs_by_hand():
+    """No warps; pair i's second image is its first shifted by d_i px (all points), so the
+    different-identity error of pair i is d_i: mean 2, sd of (1, 2, 3) = 1, se = 1 / sqrt(3),
+    in px at 70 of a 14-px image: x 5."""
+    from ssl_lab.metrics.landmarks import dve_copy_baseline, matching_row
+    still = dict(warpsd_all=0.0, warpsd_subset=0.0, transsd=0.0, scalesd=0.0, rotsd=0.0)
+    base = torch.tensor([[3.0, 4.0], [9.0, 4.0], [6.0, 7.0], [4.0, 9.0], [8.0, 9.0]])
+    kp = torch.stack([base + torch.tensor([d * k, 0.0]) for d in (1.0, 2.0, 3.0) for k in (0, 1)])
+    r = dve_copy_baseline(kp, 14, eyes=(0, 1), warp=still)
+    assert abs(r["different_px70"] - 10.0) < 1e-9 and abs(r["different_px70_se"] - 5 / 3 ** 0.5) < 1e-9
+    assert r["same_px70_se"] == 0.0
+    ids = torch.tensor([0, 0, 0, 1, 1, 1])
+    row = matching_row(None, torch.rand(6, 3, 14, 14), kp, torch.ones(6, 5, dtype=torch.bool),
+                       torch.tensor([[0, 1]]), pairs=3, identity=ids, se=True)
+    assert {"Same s.e.", "Different s.e."} <= set(row) and row["Different s.e."] > 0
+
+
 def test_matching_row_reports_both_units_and_the_new_pose_pairs():
     from ssl_lab.metrics.landmarks import matching_row
     S = 16

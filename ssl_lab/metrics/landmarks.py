@@ -445,7 +445,10 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
     images in [0, 1] -> dense maps, run in ``dtype`` (see :func:`matching_benchmark`).
     ``identity``: the images' identity ids; if given, a pair (2i, 2i + 1) of one identity is a
     ``ValueError`` (put the images in :func:`dve_order` first).
-    Returns ``{"same_px70", "different_px70", "same_iod", "different_iod", "pairs"}``."""
+    Returns ``{"same_px70", "different_px70", "same_iod", "different_iod", "pairs"}`` and the
+    standard errors of the two px70 means over pairs, ``"same_px70_se"`` and
+    ``"different_px70_se"`` (the sample sd of the per-pair mean errors / sqrt(pairs)): the
+    metric's sampling noise for one network."""
     imgs = images.to(dtype).div(255) if images.dtype == torch.uint8 else images.to(dtype)
     n = len(imgs) // 2 * 2
     if identity is not None and _pairs_of_one_identity(identity[:n]):
@@ -462,6 +465,7 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
         gt = v["kp2"][t]
         err = (pred - gt).norm(dim=-1)
         out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / imgs.shape[-1])
+        out[f"{kind}_px70_se"] = float(err.mean(1).std() / len(err) ** 0.5 * DVE_CANONICAL_PX / imgs.shape[-1])
         out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
     return out
 
@@ -478,20 +482,22 @@ def dve_copy_baseline(landmarks: torch.Tensor, size, seed: int = 0, eyes=None, w
         gt = v["kp2"][t]
         err = (v["kp1"][0::2] - gt).norm(dim=-1)
         out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / W)
+        out[f"{kind}_px70_se"] = float(err.mean(1).std() / len(err) ** 0.5 * DVE_CANONICAL_PX / W)
         out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
     return out
 
 
 def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor,
                  new_pose: torch.Tensor, pairs: int = 500, seed: int = 0, digits: int = 2, *,
-                 identity: torch.Tensor) -> dict:
+                 identity: torch.Tensor, se: bool = False) -> dict:
     """One row of the book's matching tables. ``Same`` / ``Different``: DVE's protocol
     (:func:`dve_matching`) on the first ``2 pairs`` test images in :func:`dve_order` (so that
     the consecutive images of a pair show two identities, as in MAFL), in DVE's unit (pixels
     at 70 px, the unit of the thesis's Table 3.1); the same in % IOD; and *same identity, new
     pose* (% IOD, :func:`matching_benchmark` on ``new_pose`` pairs, indices into the given
     order: two renderings of one identity, which MAFL cannot give). ``identity``: the
-    images' identity ids. ``features=None``: copying positions instead."""
+    images' identity ids. ``features=None``: copying positions instead. ``se``: also the
+    standard errors over pairs of ``Same`` and ``Different`` (:func:`dve_matching`)."""
     dve = dve_order(identity, pairs)
     if features is None:
         d = dve_copy_baseline(landmarks[dve], tuple(images.shape[-2:]), seed=seed)
@@ -500,6 +506,9 @@ def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visibl
         d = dve_matching(features, images[dve], landmarks[dve], seed=seed, identity=identity[dve])
         pose = matching_benchmark(features, images, landmarks, new_pose, visible=visible)["iod"]
     r = lambda v: round(float(v), digits)
-    return {"Same": r(d["same_px70"]), "Different": r(d["different_px70"]),
-            "Same / % IOD": r(d["same_iod"]), "Different / % IOD": r(d["different_iod"]),
-            "same identity, new pose / % IOD": r(pose)}
+    row = {"Same": r(d["same_px70"]), "Different": r(d["different_px70"]),
+           "Same / % IOD": r(d["same_iod"]), "Different / % IOD": r(d["different_iod"]),
+           "same identity, new pose / % IOD": r(pose)}
+    if se:
+        row.update({"Same s.e.": r(d["same_px70_se"]), "Different s.e.": r(d["different_px70_se"])})
+    return row
