@@ -127,3 +127,23 @@ def beyond_spread(a, b, k: float = 2.0) -> bool | None:
     if len(a) < 2 or len(b) < 2:
         return None
     return bool((a.mean() - b.mean()).abs() > k * max(a.std(), b.std()))
+
+
+def beyond_noise(a: float, se_a: float, b: float, se_b: float, k: float = 2.0) -> int:
+    """Compare two measurements with standard errors (e.g. two networks' matching errors over
+    the same 500 pairs): -1 if ``a < b`` by more than ``k * sqrt(se_a**2 + se_b**2)``, +1 if
+    ``a > b`` by more, 0 within it (not a finding). Conservative for paired measurements."""
+    bound = k * (float(se_a) ** 2 + float(se_b) ** 2) ** 0.5
+    d = float(a) - float(b)
+    return -1 if d < -bound else 1 if d > bound else 0
+
+
+def ordering(rows: dict, better: str, worse, column: str = "Different", k: float = 2.0) -> str:
+    """Whether row ``better`` has a lower ``column`` than every row of ``worse`` (a label or a
+    list) of a table ``{row: {column: v, column + " s.e.": se}}``, judged by
+    :func:`beyond_noise`: ``"yes"`` (lower than each beyond the noise), ``"no: reversed"``
+    (higher than one beyond it), else ``"within the noise"``."""
+    worse = [worse] if isinstance(worse, str) else list(worse)
+    se = lambda r: r.get(f"{column} s.e.", 0.0)
+    got = [beyond_noise(rows[better][column], se(rows[better]), rows[w][column], se(rows[w]), k) for w in worse]
+    return "yes" if all(g == -1 for g in got) else "no: reversed" if any(g == 1 for g in got) else "within the noise"

@@ -405,3 +405,21 @@ def test_the_full_scale_page_shows_what_plan_prints():
     page = (paths.repo_root() / "book" / "foundations" / "full_scale.md").read_text()
     block = page.split("For the regression chapter:\n\n```bash\n", 1)[1].split("```", 1)[0]
     assert block.splitlines() == training_plan("lead/regression", "full", gpus=2, data_root="/data")
+
+
+def test_beyond_noise_by_hand():
+    from ssl_lab.results import beyond_noise
+    # se 0.3 and 0.4: bound 2 * 0.5 = 1.0
+    assert beyond_noise(10.0, 0.3, 11.1, 0.4) == -1 and beyond_noise(11.1, 0.3, 10.0, 0.4) == 1
+    assert beyond_noise(10.0, 0.3, 10.9, 0.4) == 0 and beyond_noise(10.0, 0.0, 10.0, 0.0) == 0
+    assert beyond_noise(10.0, 0.3, 10.9, 0.4, k=1.0) == -1
+
+
+def test_ordering_of_rows_by_hand():
+    from ssl_lab.results import ordering
+    rows = {"a": {"Different": 10.0, "Different s.e.": 0.3}, "b": {"Different": 11.1, "Different s.e.": 0.4},
+            "c": {"Different": 10.5, "Different s.e.": 0.4}, "d": {"Different": 8.0, "Different s.e.": 0.1}}
+    assert ordering(rows, "a", "b") == "yes"
+    assert ordering(rows, "a", ["b", "c"]) == "within the noise"          # c is within 1.0 of a
+    assert ordering(rows, "a", ["b", "d"]) == "no: reversed"              # d is lower beyond it
+    assert ordering({"x": {"Same": 1.0}, "y": {"Same": 2.0}}, "x", "y", column="Same") == "yes"   # no s.e.: exact
