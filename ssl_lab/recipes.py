@@ -162,7 +162,7 @@ _DINO = {
 }
 
 
-@zoo.register("hsr/vit-dino", _DINO)
+@zoo.register("hsr/vit-dino", _DINO, store="int8")
 def train_vit_dino(cfg, device, seed):
     from .ssl.dino import train_dino
     cfg = dict(cfg)

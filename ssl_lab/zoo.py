@@ -330,6 +330,26 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
     return out
 
 
+def restore_shipped(name: str, scale: str, seed: int = 0, **overrides) -> Path:
+    """Rewrite a current shipped artefact in its recipe's present ``store`` (after a change of
+    storage, e.g. float16 -> int8), from the shipped file itself: the same trained weights,
+    restored and compacted again; the manifest keeps its provenance (commit, wall time,
+    gates) and gets the new ``sha256``, ``bytes``, ``stored`` and a ``restored_from`` note.
+    Nothing is retrained, so what was trained from it stays current."""
+    sp = shipped_path(name, scale, seed, **overrides)
+    m = shipped_manifest(name, scale, seed, **overrides)
+    if m is None:
+        raise MissingArtefact(f"no current shipped artefact {sp} to store anew")
+    _check_sha(sp, m)
+    store = recipe(name).store
+    art = _restore(torch.load(sp, map_location="cpu", weights_only=False))
+    out = atomic_save(_compact(art, int8=store == "int8"), sp)
+    m = {**m, "restored_from": f"{m['stored']} (sha256 {m['sha256'][:12]}...)", "stored": STORES[store],
+         "sha256": sha256(out), "bytes": out.stat().st_size}
+    atomic_write_text(json.dumps(m, indent=1, default=str) + "\n", out.with_suffix(".json"))
+    return out
+
+
 def _state_path(artefact: Path) -> Path:
     return artefact.with_name(artefact.stem + ".state.pt")
 

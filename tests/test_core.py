@@ -423,3 +423,22 @@ def test_ordering_of_rows_by_hand():
     assert ordering(rows, "a", ["b", "c"]) == "within the noise"          # c is within 1.0 of a
     assert ordering(rows, "a", ["b", "d"]) == "no: reversed"              # d is lower beyond it
     assert ordering({"x": {"Same": 1.0}, "y": {"Same": 2.0}}, "x", "y", column="Same") == "yes"   # no s.e.: exact
+
+
+def test_restore_shipped_rewrites_the_same_weights_in_the_new_store(home, monkeypatch):
+    zoo.register("test/restore", {"smoke": {"n": 2048}})(
+        lambda cfg, device, seed: {"state_dict": {"w": torch.randn(16, cfg["n"] // 16, generator=torch.Generator().manual_seed(seed))}})
+    path = zoo.ship("test/restore", "smoke")
+    before = json.loads(path.with_suffix(".json").read_text())
+    fp16 = zoo.load("test/restore", "smoke")["state_dict"]["w"]
+    from dataclasses import replace
+    monkeypatch.setitem(zoo.RECIPES, "test/restore", replace(zoo.RECIPES["test/restore"], store="int8"))
+    zoo.restore_shipped("test/restore", "smoke")
+    after = json.loads(path.with_suffix(".json").read_text())
+    assert after["stored"].startswith("float32 weights of >= 2 dims") and after["bytes"] < before["bytes"]
+    assert after["key"] == before["key"] and after["commit"] == before["commit"] and "restored_from" in after
+    for p in (home / "zoo").rglob("*.pt"):
+        p.unlink()
+    w = zoo.load("test/restore", "smoke")["state_dict"]["w"]                 # sha checked on load
+    scale = fp16.abs().amax(1, keepdim=True) / 127
+    assert ((w - fp16).abs() <= scale / 2 + 1e-6).all()                    # int8 of the float16 weights
