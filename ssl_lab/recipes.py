@@ -494,13 +494,30 @@ def generator(art, device="cpu"):
     return G.to(device).eval().requires_grad_(False)
 
 
+def _weights_file(name: str, what: str):
+    from pathlib import Path
+    return Path(_data_root(what)) / "weights" / name
+
+
 def eval_features(scale: str, device="cpu"):
-    """The feature network of the image metrics below full scale (FD, precision/recall,
-    Mahalanobis outliers): the pooled features of a ResNet trained on the SynthFaces
-    attributes with seed 1, so it is not the seed-0 network that HSR's "ResNet50" row
-    regularises with. Named ``synth-sup-r18``: its Frechet distance prints as
-    ``FD_synth-sup-r18``, never as FID. Takes GAN images in [-1, 1], resized to the resolution
-    the network was trained at (``.size``; ``.net`` is the network, for PPL's distance)."""
+    """The feature network of the image metrics (FD, precision/recall, Mahalanobis outliers).
+    At full scale, FID's Inception-v3 (:func:`ssl_lab.nets.extractors.fid_inception`) from
+    ``<data root>/weights/`` + :data:`~ssl_lab.nets.extractors.FID_INCEPTION_WEIGHTS`, named
+    ``inception-fid`` (its Frechet distance is FID). Below it, the pooled features of a ResNet
+    trained on the SynthFaces attributes with seed 1, so it is not the seed-0 network that
+    HSR's "ResNet50" row regularises with, named ``synth-sup-r18``: its Frechet distance prints
+    as ``FD_synth-sup-r18``, never as FID. Takes GAN images in [-1, 1], resized to the
+    resolution the network was trained at (``.size``; ``.net`` is the network, for
+    :func:`ppl_distance`)."""
+    if scale == "full":
+        from .nets.extractors import FID_INCEPTION_WEIGHTS, fid_inception
+        inception = fid_inception(_weights_file(FID_INCEPTION_WEIGHTS, "FID's Inception-v3 weights")).to(device)
+
+        def fid_features(images):
+            with torch.no_grad():
+                return inception(images.to(device))
+        fid_features.name, fid_features.net, fid_features.size = inception.name, inception, 299
+        return fid_features
     net = zoo.get("lead/supervised", scale, device=device, seed=1)
     size = zoo.config("lead/supervised", scale)["render"]
 
@@ -513,6 +530,20 @@ def eval_features(scale: str, device="cpu"):
     features.name = f"synth-sup-{net.name.replace('resnet', 'r')}"
     features.net, features.size = net, size
     return features
+
+
+def ppl_distance(scale: str, device="cpu"):
+    """PPL's image distance: at full scale StyleGAN2's, LPIPS-VGG
+    (:func:`ssl_lab.nets.extractors.lpips_vgg`, its VGG-16 trunk from ``<data root>/weights/``
+    + :data:`~ssl_lab.nets.extractors.VGG16_WEIGHTS`); below it, LPIPS's uncalibrated form
+    on the image metrics' network (:func:`eval_features`,
+    :func:`ssl_lab.metrics.ppl.feature_distance`)."""
+    if scale == "full":
+        from .nets.extractors import VGG16_WEIGHTS, lpips_vgg
+        return lpips_vgg(_weights_file(VGG16_WEIGHTS, "LPIPS-VGG's VGG-16 weights")).to(device)
+    from .metrics.ppl import feature_distance
+    feats = eval_features(scale, device)
+    return feature_distance(feats.net, input_size=feats.size)
 
 
 # -- the ALS chapter's attribute classifiers (thesis §4.3.3) ----------------------------------
@@ -605,10 +636,11 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
         standins = ([] if scale == "full" else                              # full: weights files
                     [s("lead/stage1-byol"), s("lead/supervised"), s("hsr/vit-dino", 0)])
-        return [*standins, s("lead/supervised", 1),                         # the FD network
+        fd_net = [] if scale == "full" else [s("lead/supervised", 1)]     # full: FID's Inception file
+        return [*standins, *fd_net,
                 s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
-    if chapter == "hsr/warmup":
-        return [s("hsr/warmup"), s("lead/supervised", 1)]                 # the generator, the FD network
+    if chapter == "hsr/warmup":                                             # the generator, the FD network
+        return [s("hsr/warmup"), *([] if scale == "full" else [s("lead/supervised", 1)])]
     if chapter == "hsr/latent_linearity":
         return [s("als/classifier"), s("lead/supervised", 1),             # C_j; the projection distance
                 *(s(name, **ov) for name, ov in ALS_GENERATORS.values()),
@@ -624,10 +656,15 @@ DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-
 
 def chapter_weights(chapter: str, scale: str) -> list[str]:
     """The local weights files (under ``<data root>/weights``) that chapter ``chapter`` reads at
-    ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`)."""
-    if scale != "full" or chapter not in ("hsr/method", "hsr/design_choices"):
+    ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`)
+    and their image metrics' networks (FID's Inception-v3, PPL's LPIPS-VGG trunk)."""
+    from .nets.extractors import FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS
+    if scale != "full" or chapter not in ("hsr/warmup", "hsr/method", "hsr/design_choices"):
         return []
-    return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]]
+    metrics = [FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS]
+    if chapter == "hsr/warmup":
+        return metrics
+    return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]] + metrics
 
 
 def _with_inputs(arts: list) -> list:
@@ -668,7 +705,9 @@ def training_plan(chapter: str, scale: str, gpus: int = 1, device: str = "cuda",
     import shlex
     full = scale == "full"
     root = f" --data-root {shlex.quote(data_root)}" if full else ""
-    lines = [f"# put {f} under {data_root}/weights/ (see HSR_FULL_NETWORKS)" for f in chapter_weights(chapter, scale)]
+    hsr_files = {v[2] for v in HSR_FULL_NETWORKS.values()}
+    lines = [f"# put {f} under {data_root}/weights/ (see "
+             f"{'HSR_FULL_NETWORKS' if f in hsr_files else 'ssl_lab.nets.extractors'})" for f in chapter_weights(chapter, scale)]
     for name, sc, sd, ov in _with_inputs(chapter_artefacts(chapter, scale, seed)):
         try:
             zoo.config(name, sc, **ov)

@@ -385,8 +385,10 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
     assert reg[-1] == "python -m ssl_lab run lead/regression --scale full --device cuda --seed 0 --data-root /data"
     hsr = training_plan("hsr/design_choices", "full", gpus=4)
     assert "# put dino_vitbase16_pretrain.pth under DATA/weights/ (see HSR_FULL_NETWORKS)" in hsr
-    trains = [line for line in hsr if " train " in line]
-    assert "hsr/warmup" in trains[1] and all("hsr/branch" in t for t in trains[2:]) and len(trains) == 13
+    assert "# put pt_inception-2015-12-05-6726825d.pth under DATA/weights/ (see ssl_lab.nets.extractors)" in hsr
+    trains = [line for line in hsr if " train " in line]          # full: FID's Inception, no FD stand-in
+    assert "hsr/warmup" in trains[0] and all("hsr/branch" in t for t in trains[1:]) and len(trains) == 12
+    assert not any("lead/supervised" in line for line in hsr)
     assert not any("vit-dino" in line or "stage1-byol" in line for line in hsr)   # no stand-ins at full
     als = training_plan("hsr/latent_linearity", "full")
     assert als[0].startswith("# not available: recipe 'als/classifier' has no config for scale 'full'")

@@ -163,3 +163,20 @@ def test_full_scale_hsr_networks_as_the_release_builds_them(tmp_path, monkeypatc
     assert [tuple(m.shape[1:]) for m in res(imgs)] == [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
     rand = recipes.hsr_features("ViT (RandInit)", "full", seed=3)     # ViT-B/16, no file needed
     assert rand.channels == [768] * 4
+
+
+def test_full_scale_image_metrics_read_fid_inception_and_lpips_vgg_files(tmp_path, monkeypatch):
+    """At full scale the image metrics are FID's Inception-v3 and StyleGAN2's LPIPS-VGG, read
+    from <data root>/weights/: a missing file is an error that names it (nothing downloads)."""
+    from ssl_lab import recipes
+    from ssl_lab.nets.extractors import FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS
+    monkeypatch.setenv("SSL_LAB_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=FID_INCEPTION_WEIGHTS):
+        recipes.eval_features("full")
+    with pytest.raises(FileNotFoundError, match=VGG16_WEIGHTS):
+        recipes.ppl_distance("full")
+    monkeypatch.delenv("SSL_LAB_DATA")
+    with pytest.raises(FileNotFoundError, match="--data-root"):
+        recipes.eval_features("full")
+    assert recipes.chapter_weights("hsr/warmup", "full") == [FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS]
+    assert recipes.chapter_weights("hsr/warmup", "small") == []
