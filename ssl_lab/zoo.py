@@ -322,6 +322,7 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
         bytes=out.stat().st_size, stored=STORES[store],
         device=meta.get("device"), torch=meta.get("torch"), commit=meta.get("commit"),
         wall_time_s=meta.get("wall_time_s"), images_per_s=_images_per_s(art),
+        precision=art.get("precision") if isinstance(art, dict) else None,
         loss_curve=_curve(history), gates=gates or (art.get("gates") if isinstance(art, dict) else None),
         command=train_command(name, scale, seed, **overrides), **state_info)
     if recipe(name).inputs is not None:                       # as recorded when it was trained

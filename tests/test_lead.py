@@ -143,7 +143,7 @@ def test_nmf_features_are_non_negative_codes_of_the_hypercolumn():
     assert out.shape == (2, 6, 8, 8) and (out >= 0).all()
 
 
-@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("amp", [False, "always"], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("method", ["lead", "dve", "cl"])
 def test_train_stage2_runs_and_returns_a_loadable_state(method, amp, one_thread):
     teacher = Backbone("resnet18")
@@ -152,6 +152,7 @@ def test_train_stage2_runs_and_returns_a_loadable_state(method, amp, one_thread)
     art = train_stage2(method, images, teacher, cfg, progress=False)
     assert len(art["history"]) == 2 and all(math.isfinite(v) for v in art["history"])
     assert all(v.dtype != torch.bfloat16 for v in art["state_dict"].values())    # autocast keeps fp32 weights
+    assert art["precision"] == ("bf16 autocast" if amp else "float32")
     if method == "cl":
         ProjectedHypercolumn(teacher, 8).proj.load_state_dict(art["state_dict"])
     else:

@@ -312,3 +312,17 @@ def test_train_ssl_resumes_from_its_checkpoint_to_the_same_weights(method, tmp_p
         assert torch.equal(v, resumed["state_dict"][k]), k
     assert sorted(whole["snapshots"]) == [2, 5] == sorted(resumed["snapshots"])
     assert all(torch.equal(whole["snapshots"][2][k], resumed["snapshots"][2][k]) for k in whole["snapshots"][2])
+
+
+def test_bf16_autocast_only_where_the_device_computes_it_natively(monkeypatch):
+    from ssl_lab.ssl import train
+    monkeypatch.setattr(train, "native_bf16", lambda device: False)
+    with train.bf16("cpu", True):
+        assert not torch.is_autocast_enabled("cpu")
+    with train.bf16("cpu", "always"):
+        assert torch.is_autocast_enabled("cpu")
+    assert train.precision("cpu", True) == "float32" and train.precision("cpu", "always") == "bf16 autocast"
+    monkeypatch.setattr(train, "native_bf16", lambda device: True)
+    with train.bf16("cpu", True):
+        assert torch.is_autocast_enabled("cpu")
+    assert train.precision("cpu", False) == "float32"

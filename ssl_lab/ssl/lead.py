@@ -39,7 +39,7 @@ from ..progress import bar
 
 from ..nets.backbones import Backbone
 from .augment import color_jitter, random_resized_crop, to_float
-from .train import bf16, nhwc, optimizer_step
+from .train import bf16, nhwc, optimizer_step, precision
 
 TAU = 0.05
 
@@ -368,4 +368,5 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
     model = net.proj if method == "cl" else net
     return dict(method=method, backbone=teacher.name, config=cfg, seed=seed, history=history,
                 state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                wall_s=wall, images_per_s=steps * bs / wall if wall > 0 else float("nan"))
+                wall_s=wall, images_per_s=steps * bs / wall if wall > 0 else float("nan"),
+                precision=precision(device, cfg["amp"]))
