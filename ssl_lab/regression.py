@@ -53,13 +53,17 @@ TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r", "300w")}
 _FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
 
 
+def _feature_row(row: str) -> tuple[str | None, dict]:
+    if row not in FEATURES:
+        raise KeyError(f"unknown feature row {row!r}; known: {list(FEATURES)}")
+    return FEATURES[row]
+
+
 def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torch.float32):
     """The frozen feature extractor of row ``row`` (:data:`FEATURES`) at ``scale``: a function
     from float images ``(B, 3, H, W)`` in [0, 1] to maps ``(B, C, H/4, W/4)``, computed in
     ``dtype``."""
-    if row not in FEATURES:
-        raise KeyError(f"unknown feature row {row!r}; known: {list(FEATURES)}")
-    name, overrides = FEATURES[row]
+    name, overrides = _feature_row(row)
     if name is None:
         torch.manual_seed(seed)
         net = Backbone(zoo.config("lead/stage1-byol", scale)["backbone"]).to(device).eval()
@@ -92,7 +96,7 @@ def _build_regressor(art, device):
 
 def _features_input(scale, seed, cfg):
     """A regressor's ``inputs``: the network of its feature row (none for the random one)."""
-    name, overrides = FEATURES[cfg["features"]]
+    name, overrides = _feature_row(cfg["features"])
     return [] if name is None else [(name, scale, seed, overrides)]
 
 
