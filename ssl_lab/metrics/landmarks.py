@@ -423,6 +423,11 @@ def dve_order(identity: torch.Tensor, pairs: int | None = None) -> torch.Tensor:
     return order if pairs is None else order[:min(len(order) // 2, pairs) * 2]
 
 
+def _standard_error(x: torch.Tensor) -> float:
+    """Sample sd (ddof 1) / sqrt(n) of the values ``x``; NaN for fewer than two."""
+    return float(x.std() / len(x) ** 0.5) if len(x) > 1 else float("nan")
+
+
 def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, batch: int = 32,
                  eyes=None, dtype: torch.dtype = torch.float64, warp: dict | None = None,
                  identity: torch.Tensor | None = None) -> dict:
@@ -465,7 +470,7 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
         gt = v["kp2"][t]
         err = (pred - gt).norm(dim=-1)
         out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / imgs.shape[-1])
-        out[f"{kind}_px70_se"] = float(err.mean(1).std() / len(err) ** 0.5 * DVE_CANONICAL_PX / imgs.shape[-1])
+        out[f"{kind}_px70_se"] = _standard_error(err.mean(1)) * DVE_CANONICAL_PX / imgs.shape[-1]
         out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
     return out
 
@@ -482,7 +487,7 @@ def dve_copy_baseline(landmarks: torch.Tensor, size, seed: int = 0, eyes=None, w
         gt = v["kp2"][t]
         err = (v["kp1"][0::2] - gt).norm(dim=-1)
         out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / W)
-        out[f"{kind}_px70_se"] = float(err.mean(1).std() / len(err) ** 0.5 * DVE_CANONICAL_PX / W)
+        out[f"{kind}_px70_se"] = _standard_error(err.mean(1)) * DVE_CANONICAL_PX / W
         out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
     return out
 
