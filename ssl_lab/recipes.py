@@ -618,6 +618,7 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
     shipped zoo must hold for that page to evaluate without training."""
     s = lambda name, sd=seed, **ov: (name, scale, sd, ov)
     stage1 = [s("lead/stage1-byol"), s("lead/stage1-moco"), s("lead/supervised")]
+    fd_net = [] if scale == "full" else [s("lead/supervised", 1)]   # the HSR FD network; full: FID's Inception file
     if chapter in ("lead/correspondences", "lead/part_clusters"):
         return stage1
     if chapter == "lead/matching":
@@ -636,11 +637,10 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
         standins = ([] if scale == "full" else                              # full: weights files
                     [s("lead/stage1-byol"), s("lead/supervised"), s("hsr/vit-dino", 0)])
-        fd_net = [] if scale == "full" else [s("lead/supervised", 1)]     # full: FID's Inception file
         return [*standins, *fd_net,
                 s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
     if chapter == "hsr/warmup":                                             # the generator, the FD network
-        return [s("hsr/warmup"), *([] if scale == "full" else [s("lead/supervised", 1)])]
+        return [s("hsr/warmup"), *fd_net]
     if chapter == "hsr/latent_linearity":
         return [s("als/classifier"), s("lead/supervised", 1),             # C_j; the projection distance
                 *(s(name, **ov) for name, ov in ALS_GENERATORS.values()),
@@ -686,8 +686,8 @@ def _with_inputs(arts: list) -> list:
             ins = []
         for i in ins:
             add(i)
-        if ident(a) not in seen:
-            seen.add(ident(a))
+        if (k := ident(a)) not in seen:
+            seen.add(k)
             out.append(a)
     for a in arts:
         add(a)

@@ -428,6 +428,15 @@ def _standard_error(x: torch.Tensor) -> float:
     return float(x.std() / len(x) ** 0.5) if len(x) > 1 else float("nan")
 
 
+def _dve_errors(kind: str, err: torch.Tensor, gt: torch.Tensor, width: float, eyes) -> dict:
+    """DVE's summary of point errors ``err`` (pairs, K) in pixels of ``width``-px images:
+    ``<kind>_px70`` (mean in px at 70), ``<kind>_px70_se`` (its standard error over pairs)
+    and ``<kind>_iod`` (mean in % of the target ``gt``'s inter-ocular distance)."""
+    to70 = DVE_CANONICAL_PX / width
+    return {f"{kind}_px70": float(err.mean() * to70), f"{kind}_px70_se": _standard_error(err.mean(1)) * to70,
+            f"{kind}_iod": float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())}
+
+
 def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, batch: int = 32,
                  eyes=None, dtype: torch.dtype = torch.float64, warp: dict | None = None,
                  identity: torch.Tensor | None = None) -> dict:
@@ -469,9 +478,7 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
         pred = nearest_cell_match(src, tgt[t], kp_src, stride, normalize=True)
         gt = v["kp2"][t]
         err = (pred - gt).norm(dim=-1)
-        out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / imgs.shape[-1])
-        out[f"{kind}_px70_se"] = _standard_error(err.mean(1)) * DVE_CANONICAL_PX / imgs.shape[-1]
-        out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
+        out.update(_dve_errors(kind, err, gt, imgs.shape[-1], eyes))
     return out
 
 
@@ -486,9 +493,7 @@ def dve_copy_baseline(landmarks: torch.Tensor, size, seed: int = 0, eyes=None, w
     for kind, t in (("same", slice(0, None, 2)), ("different", slice(1, None, 2))):
         gt = v["kp2"][t]
         err = (v["kp1"][0::2] - gt).norm(dim=-1)
-        out[f"{kind}_px70"] = float(err.mean() * DVE_CANONICAL_PX / W)
-        out[f"{kind}_px70_se"] = _standard_error(err.mean(1)) * DVE_CANONICAL_PX / W
-        out[f"{kind}_iod"] = float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())
+        out.update(_dve_errors(kind, err, gt, W, eyes))
     return out
 
 

@@ -98,8 +98,8 @@ class Backbone(nn.Module):
             self.body = timm.create_model(name, pretrained=False, features_only=True,
                                           out_indices=LEVELS[:depth])
         except Exception as e:   # unknown name, or a model without five feature levels
-            raise ValueError(f"cannot build backbone {name!r} with five feature levels "
-                             f"(out_indices={LEVELS}) from timm: {e}") from e
+            raise ValueError(f"cannot build backbone {name!r} with {depth} feature levels "
+                             f"(out_indices={LEVELS[:depth]}) from timm: {e}") from e
         cfg = self.body.pretrained_cfg if hasattr(self.body, "pretrained_cfg") else {}
         self.normalize_input = normalize_input
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
