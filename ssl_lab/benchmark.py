@@ -11,7 +11,8 @@ GANConfig fields such as ``amp``, ``channels_last``, ``batch``):
   counted); for a GAN, the main G and D passes only (the counter cannot follow the double
   backward of R1 and the path-length term, which run every 16 and 4 steps): a lower bound;
 * MFU: FLOPs per step x steps / wall time, over the matmul rate measured here in the
-  precision the recipe computes in (bf16 with ``amp``, else fp32): :func:`matmul_rate`.
+  precision the recipe's loop computed in (:func:`ran_in`: bf16 only where ``amp`` is on and the
+  device computes bf16 natively, else fp32): :func:`matmul_rate`.
 """
 from __future__ import annotations
 
@@ -59,6 +60,13 @@ def _train(name: str, scale: str, steps: int, seed: int, device, **overrides) ->
     return dict(art=art, wall=time.perf_counter() - t, cfg=cfg)
 
 
+def ran_in(run: dict, device) -> str:
+    """The precision a benchmarked run computed in: what its loop recorded (``precision``:
+    ``amp`` autocasts only where the device computes bf16 natively), else from its config."""
+    from .ssl.train import precision
+    return run["art"].get("precision") or precision(device, run["cfg"].get("amp", False))
+
+
 def bench(name: str, scale: str = "small", steps: int = 20, seed: int = 0, device="cpu", **overrides) -> dict:
     """Images/s, FLOPs per step and MFU of recipe ``name`` (see the module docstring)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -76,10 +84,10 @@ def bench(name: str, scale: str = "small", steps: int = 20, seed: int = 0, devic
     run = _train(name, scale, steps, seed, device, **overrides)
     ips = run["art"].get("images_per_s")
     loop_s = run["art"].get("wall_s")
-    bf16 = bool(run["cfg"].get("amp"))
-    peak = matmul_rate(torch.bfloat16 if bf16 else torch.float32)
+    prec = ran_in(run, device)
+    peak = matmul_rate(torch.bfloat16 if prec == "bf16 autocast" else torch.float32)
     achieved = flops * steps / loop_s if loop_s else float("nan")
-    return dict(recipe=name, scale=scale, steps=steps, precision="bf16 autocast" if bf16 else "fp32",
+    return dict(recipe=name, scale=scale, steps=steps, precision=prec,
                 channels_last=bool(run["cfg"].get("channels_last")), images_per_s=round(ips, 1),
                 gflop_per_step=round(flops / 1e9, 2), achieved_gflops=round(achieved / 1e9, 1),
                 matmul_gflops=round(peak / 1e9, 1), mfu=round(achieved / peak, 3),
