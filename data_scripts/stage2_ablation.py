@@ -3,8 +3,10 @@
 LEAD-64 (C = 64, projection head 256, seed 0) trained from the shipped small BYOL on the same
 data, with the small recipe's budget (1500 steps of 64 crops of 48 px), four ways:
 
-* ``shipped``: the shipped ``lead/stage2-lead`` (PyTorch Adam's coupled weight decay 1e-4,
-  encoder stages 1-4, bf16 autocast; trained on an AMX CPU);
+* ``shipped``: the shipped ``lead/stage2-lead``, labelled by its manifest (the record of
+  2026-12-04 holds the network shipped until then: PyTorch Adam's coupled weight decay 1e-4,
+  encoder stages 1-4, bf16 autocast, trained on an AMX CPU; the recipe has since switched to
+  ``dve-3``'s optimiser and depth);
 * ``wd``: the same in float32 (weight decay 1e-4, stages 1-4);
 * ``dve``: DVE's released optimiser (jamt9000/DVE ``configs/celeba/*.json``: no weight decay,
   amsgrad), stages 1-4, float32;
@@ -34,15 +36,14 @@ import torch
 from ssl_lab import paths, results, scales, zoo
 from ssl_lab.data import splits
 from ssl_lab.metrics.landmarks import matching_row
-from ssl_lab.recipes import _build_stage2, pretraining_images
+from ssl_lab.recipes import pretraining_images
 from ssl_lab.ssl.lead import encoder_drift, train_stage2
 
 FP32 = dict(amp=False, channels_last=False)
 VARIANTS = {"wd": dict(weight_decay=1e-4, amsgrad=False, stages=4, **FP32),
             "dve": dict(weight_decay=0.0, amsgrad=True, stages=4, **FP32),
             "dve-3": dict(weight_decay=0.0, amsgrad=True, stages=3, **FP32)}
-LABELS = {"shipped": "weight decay 1e-4, stages 1-4, bf16 (shipped)",
-          "wd": "weight decay 1e-4, stages 1-4", "dve": "DVE's Adam, stages 1-4",
+LABELS = {"wd": "weight decay 1e-4, stages 1-4", "dve": "DVE's Adam, stages 1-4",
           "dve-3": "DVE's Adam, stages 1-3"}
 SCALE, SEED = "small", 0
 
@@ -62,6 +63,13 @@ def train(variant: str) -> None:
     paths.atomic_save(art, _file(variant))
 
 
+def _shipped_label(art: dict) -> str:
+    cfg = art["config"]
+    opt = "DVE's Adam" if cfg.get("weight_decay", 1e-4) == 0 and cfg.get("amsgrad") else \
+        f"weight decay {cfg.get('weight_decay', 1e-4):g}"
+    return f"{opt}, stages 1-{cfg.get('stages', 4)}, {art.get('precision', 'precision not recorded')} (shipped)"
+
+
 def record() -> None:
     t0 = time.perf_counter()
     sc = scales.get(SCALE)
@@ -74,7 +82,7 @@ def record() -> None:
     arts.update({v: torch.load(_file(v), weights_only=False) for v in VARIANTS if _file(v).exists()})
     rows = {}
     for v, art in arts.items():
-        net = _build_stage2(art, "cpu").double().eval()
+        net = zoo.recipe("lead/stage2-lead").build(art, "cpu").double().eval()
         with torch.no_grad():
             row = evaluate(lambda x, net=net: net(x))
         for stage, d in encoder_drift(net, teacher).items():
@@ -82,8 +90,9 @@ def record() -> None:
         wall = art.get("wall_s") or zoo.info("lead/stage2-lead", SCALE, seed=SEED)["wall_time_s"]
         row.update({"train s": round(wall), "images/s": round(art["images_per_s"], 1),
                     "weights (M)": round(sum(p.numel() for p in net.parameters()) / 1e6, 2)})
-        rows[LABELS[v]] = row
-        print(LABELS[v], row, flush=True)
+        label = LABELS[v] if v != "shipped" else _shipped_label(art)
+        rows[label] = row
+        print(label, row, flush=True)
     with torch.no_grad():
         rows["BYOL hypercolumn (the teacher)"] = evaluate(lambda x: teacher.hypercolumn(x))
     rec = results.make_record("lead/stage2-ablation", SCALE, "stage2-ablation", rows, tag=f"seed{SEED}",
