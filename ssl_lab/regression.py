@@ -27,7 +27,7 @@ import torch
 
 from . import zoo
 from .data import splits
-from .metrics.landmarks import iod_error
+from .metrics.landmarks import iod_error, standard_error
 from .nets.backbones import Backbone, dense_maps
 from .nets.regressor import LandmarkRegressor, fit_regressor, predict
 
@@ -125,8 +125,9 @@ def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: in
                      **overrides) -> dict:
     """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split (``part``:
     or on the ``"train"`` split it was fit on), features and regressor in float64 (so that the
-    chapters print the same on every CPU): ``{"iod": mean % IOD, "per_image": (N,) tensor,
-    "pred": (N, K, 2) pixels}``. ``overrides`` select another regressor config (``epochs=``)."""
+    chapters print the same on every CPU): ``{"iod": mean % IOD, "se": its standard error over
+    the test images, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``. ``overrides``
+    select another regressor config (``epochs=``)."""
     test = _annotated(set_name, part, scale)
     reg = zoo.get("lead/regressor", scale, device=device, seed=seed, features=row, set=set_name,
                   **overrides).double()
@@ -134,7 +135,7 @@ def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: in
                        dtype=torch.float64)
     pred = predict(reg, feats, tuple(test.data["image"].shape[-2:]), dtype=torch.float64)
     iod, per_image = iod_error(pred, test.landmarks, visible=test.visible, per_image=True)
-    return dict(iod=iod, per_image=per_image, pred=pred)
+    return dict(iod=iod, se=standard_error(per_image), per_image=per_image, pred=pred)
 
 
 def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,

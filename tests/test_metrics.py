@@ -611,6 +611,15 @@ def test_dve_standard_error_over_pairs_by_hand():
     assert {"Same s.e.", "Different s.e."} <= set(row) and row["Different s.e."] > 0
 
 
+def test_standard_error_by_hand_leaves_out_nan():
+    """(1, 2, 3): sd 1, se 1 / sqrt(3); a NaN (an image with no visible point) is left out;
+    fewer than two values: NaN."""
+    from ssl_lab.metrics.landmarks import standard_error
+    assert standard_error(torch.tensor([1.0, 2.0, 3.0])) == pytest.approx(1 / 3 ** 0.5)
+    assert standard_error(torch.tensor([1.0, float("nan"), 3.0, 2.0])) == pytest.approx(1 / 3 ** 0.5)
+    assert math.isnan(standard_error(torch.tensor([4.0, float("nan")])))
+
+
 def test_matching_row_reports_both_units_and_the_new_pose_pairs():
     from ssl_lab.metrics.landmarks import matching_row
     S = 16

@@ -34,6 +34,9 @@ def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
     from ssl_lab.regression import mean_shape_row, regression_error
     out = regression_error("random hypercolumn", "mafl", "smoke")       # trains the regressor once
     assert out["pred"].shape == (64, 5, 2) and math.isfinite(out["iod"]) and out["iod"] > 0
+    each = out["per_image"].double()                                    # its standard error, by hand
+    each = each[~each.isnan()]
+    assert out["se"] == pytest.approx(float(each.std() / len(each) ** 0.5)) and out["se"] > 0
     art = zoo.load("lead/regressor", "smoke", features="random hypercolumn", set="mafl")
     assert art["num_points"] == 5 and len(art["history"]) == 3
     assert all(math.isfinite(v) for v in art["history"])

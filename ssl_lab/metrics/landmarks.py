@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EYES", "inter_ocular", "iod_error", "pck", "sample_descriptors",
+__all__ = ["EYES", "inter_ocular", "iod_error", "pck", "sample_descriptors", "standard_error",
            "cosine_similarity_maps", "match_landmarks", "correspondence_heatmap",
            "matching_benchmark", "copy_baseline", "pixel_patches", "dve_order", "dve_matching",
            "dve_copy_baseline", "matching_row"]
@@ -423,8 +423,12 @@ def dve_order(identity: torch.Tensor, pairs: int | None = None) -> torch.Tensor:
     return order if pairs is None else order[:min(len(order) // 2, pairs) * 2]
 
 
-def _standard_error(x: torch.Tensor) -> float:
-    """Sample sd (ddof 1) / sqrt(n) of the values ``x``; NaN for fewer than two."""
+def standard_error(x: torch.Tensor) -> float:
+    """The standard error of the mean of the values ``x``: their sample sd (ddof 1) / sqrt(n),
+    NaN values left out (an image with no visible landmark has no error); NaN for fewer than
+    two values."""
+    x = torch.as_tensor(x).double().flatten()
+    x = x[~x.isnan()]
     return float(x.std() / len(x) ** 0.5) if len(x) > 1 else float("nan")
 
 
@@ -433,7 +437,7 @@ def _dve_errors(kind: str, err: torch.Tensor, gt: torch.Tensor, width: float, ey
     ``<kind>_px70`` (mean in px at 70), ``<kind>_px70_se`` (its standard error over pairs)
     and ``<kind>_iod`` (mean in % of the target ``gt``'s inter-ocular distance)."""
     to70 = DVE_CANONICAL_PX / width
-    return {f"{kind}_px70": float(err.mean() * to70), f"{kind}_px70_se": _standard_error(err.mean(1)) * to70,
+    return {f"{kind}_px70": float(err.mean() * to70), f"{kind}_px70_se": standard_error(err.mean(1)) * to70,
             f"{kind}_iod": float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())}
 
 
