@@ -43,12 +43,14 @@ FEATURES = {
 #: the thesis's column -> the SynthFaces split prefix of its role
 SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 #: the regression chapter's grid (Table 3.2 and its yardsticks): feature row -> role sets.
-#: Measured at ``small`` on one core of 2 (another job on the other): a 5-point regressor on
-#: LEAD-64 takes about 2.5 min, the 68-point one 38 min; one on the 960-d hypercolumn had not
-#: finished after 25 min (the 1x1 filters cost 15 x more). So this grid holds LEAD-64 only;
-#: the random-init hypercolumn (gate R's second yardstick), the BYOL and MoCo hypercolumns,
-#: DVE and CL are rows still to be trained and shipped.
-TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r", "300w")}
+#: Measured at ``small`` on one core of 2 (other jobs on the other): a 5-point regressor on a
+#: 64-d map takes 1.5 to 5 min, the 68-point one 18 to 38 min; one on the 960-d hypercolumn had
+#: not finished after 25 min (the 1x1 filters cost 15 x more). So this grid holds the three
+#: 64-d rows (DVE and CL not yet on 300-W); the random-init hypercolumn (gate R's second
+#: yardstick) and the BYOL and MoCo hypercolumns are rows still to be trained and shipped.
+TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
+             "DVE / 64": ("mafl", "aflw_m", "aflw_r"),
+             "CL / 64": ("mafl", "aflw_m", "aflw_r")}
 #: ContrastLandmarks' README: the epoch of its 200-epoch schedule each set is reported at
 _FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
 

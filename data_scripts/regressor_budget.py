@@ -1,0 +1,98 @@
+"""What limits the small landmark regressors: their training budget or the features under them.
+
+Gate R (the regression chapter) failed on MAFL at small: the regressor on LEAD-64 was worse on
+the test faces than predicting the mean training shape. This script asks whether the
+regressor *fits its own training faces*: an underfit regressor is worse than the mean shape
+on the faces it was trained on too, and then its test error says nothing about the features.
+
+For each role set it fits the regressor on the shipped small LEAD-64's frozen maps of the
+annotated training split (the ``lead/regressor`` recipe's features, optimiser and seed), two
+ways, and reports the error on the training and on the test split beside the mean shape's:
+
+* ``small``: the recipe's small budget (20 epochs, a cosine over those 20);
+* ``protocol``: ContrastLandmarks' released schedule, a 200-epoch cosine stopped at the epoch
+  its README reports per set (MAFL 120, AFLW 45, 300-W 80), as the recipe runs at full scale;
+* ``half``: the small budget on maps bilinearly resized to half the input's resolution (32 x 32
+  for 64-px faces, instead of the network's 16 x 16), the ratio of ContrastLandmarks'
+  ``eval_face.py``, which regresses from hypercolumns resized to ``output_shape`` 48 x 48 for its
+  96-px crops. At 16 x 16 a cell of the map is 4 px, a fifth of the MAFL role's inter-ocular
+  distance, and the soft-argmax of the regressor's randomly initialised filters is nearly a hard
+  argmax (the softmax multiplier is 100).
+
+Everything else is the recipe's (:mod:`ssl_lab.nets.regressor` says what came from where)::
+
+    python data_scripts/regressor_budget.py mafl aflw_m                       # small + protocol, ~25 min, 1 core
+    python data_scripts/regressor_budget.py mafl --variants half --tag half   # ~8 min
+    # -> results/lead/regressor-budget/small-seed0[-TAG].json
+
+The fitted regressors are not kept: the record holds what the regression chapter shows.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ssl_lab import results, zoo
+from ssl_lab.data import splits
+from ssl_lab.metrics.landmarks import iod_error
+from ssl_lab.nets.backbones import dense_maps
+from ssl_lab.nets.regressor import fit_regressor, predict
+from ssl_lab.regression import _FULL_EPOCHS, dense_features, mean_shape_error
+
+SCALE, SEED, ROW = "small", 0, "LEAD / 64"
+
+
+def variants(set_name: str) -> dict[str, tuple[str, int, int, int]]:
+    """name -> (label, epochs, cosine schedule length, map upsampling factor)."""
+    small, full = zoo.config("lead/regressor", SCALE)["epochs"], _FULL_EPOCHS[set_name]
+    return {"small": (f"small ({small} of {small} epochs)", small, small, 1),
+            "protocol": (f"protocol ({full} of 200 epochs)", full, 200, 1),
+            "half": (f"small ({small} of {small} epochs), maps at input / 2", small, small, 2)}
+
+
+def study(set_name: str, names) -> dict:
+    cfg = zoo.config("lead/regressor", SCALE)
+    train, test = splits.load(f"{set_name}/train", SCALE), splits.load(f"{set_name}/test", SCALE)
+    fn = dense_features(ROW, SCALE, seed=SEED)
+    with torch.no_grad():
+        feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
+    size = tuple(train.data["image"].shape[-2:])
+    resized = lambda f, k: f if k == 1 else F.interpolate(f.float(), scale_factor=k, mode="bilinear",
+                                                          align_corners=False).half()
+    rows = {"mean shape": {"train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
+                           "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
+    for name in names:
+        label, epochs, schedule, up = variants(set_name)[name]
+        maps = {part: resized(f, up) for part, f in feats.items()}
+        t0 = time.perf_counter()
+        reg, hist = fit_regressor(maps["train"], train.landmarks, size, visible=train.visible, epochs=epochs,
+                                  schedule_epochs=schedule, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                                  weight_decay=cfg["weight_decay"], seed=SEED)
+        wall = time.perf_counter() - t0
+        row = {part: iod_error(predict(reg, maps[part], size), s.landmarks, visible=s.visible)
+               for part, s in (("train", train), ("test", test))}
+        rows[f"{ROW}, {label}"] = {**row, "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
+        print(set_name, label, {k: round(v, 2) for k, v in rows[f"{ROW}, {label}"].items()}, flush=True)
+    return {k: {c: round(float(v), 3) for c, v in r.items()} for k, r in rows.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sets", nargs="+", choices=sorted(_FULL_EPOCHS))
+    p.add_argument("--variants", nargs="+", default=["small", "protocol"], choices=sorted(variants("mafl")))
+    p.add_argument("--tag", default="", help="suffix of the record's file name")
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    rows = {f"{s} | {row}": cols for s in args.sets for row, cols in study(s, args.variants).items()}
+    tag = f"seed{SEED}" + (f"-{args.tag}" if args.tag else "")
+    rec = results.make_record("lead/regressor-budget", SCALE, "regressor-budget", rows, tag=tag,
+                              device="cpu", seeds=[SEED], wall_time_s=time.perf_counter() - t0,
+                              parameters=dict(features=ROW, threads=torch.get_num_threads()))
+    print("recorded", results.save(rec))
+
+
+if __name__ == "__main__":
+    main()
