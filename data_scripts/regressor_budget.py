@@ -40,14 +40,14 @@ from ssl_lab.data import splits
 from ssl_lab.metrics.landmarks import iod_error
 from ssl_lab.nets.backbones import dense_maps
 from ssl_lab.nets.regressor import fit_regressor, predict
-from ssl_lab.regression import _FULL_EPOCHS, dense_features, mean_shape_error
+from ssl_lab.regression import FULL_EPOCHS, dense_features, mean_shape_error
 
 SCALE, SEED, ROW = "small", 0, "LEAD / 64"
 
 
 def variants(set_name: str) -> dict[str, tuple[str, int, int, int]]:
     """name -> (label, epochs, cosine schedule length, map upsampling factor)."""
-    small, full = zoo.config("lead/regressor", SCALE)["epochs"], _FULL_EPOCHS[set_name]
+    small, full = zoo.config("lead/regressor", SCALE)["epochs"], FULL_EPOCHS[set_name]
     return {"small": (f"small ({small} of {small} epochs)", small, small, 1),
             "protocol": (f"protocol ({full} of 200 epochs)", full, 200, 1),
             "half": (f"small ({small} of {small} epochs), maps at input / 2", small, small, 2)}
@@ -81,7 +81,7 @@ def study(set_name: str, names) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sets", nargs="+", choices=sorted(_FULL_EPOCHS))
+    p.add_argument("sets", nargs="+", choices=sorted(FULL_EPOCHS))
     p.add_argument("--variants", nargs="+", default=["small", "protocol"], choices=sorted(variants("mafl")))
     p.add_argument("--tag", default="", help="suffix of the record's file name")
     args = p.parse_args()

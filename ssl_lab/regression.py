@@ -52,7 +52,7 @@ TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
              "DVE / 64": ("mafl", "aflw_m", "aflw_r"),
              "CL / 64": ("mafl", "aflw_m", "aflw_r")}
 #: ContrastLandmarks' README: the epoch of its 200-epoch schedule each set is reported at
-_FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
+FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
 
 
 def _feature_row(row: str) -> tuple[str | None, dict]:
@@ -110,7 +110,7 @@ def train_regressor(cfg, device, seed):
     t0 = time.perf_counter()
     feats = dense_maps(dense_features(cfg["features"], cfg["scale"], device, seed), train.data["image"])
     t1 = time.perf_counter()
-    epochs = cfg["epochs"] or _FULL_EPOCHS[cfg["set"]]
+    epochs = cfg["epochs"] or FULL_EPOCHS[cfg["set"]]
     schedule = 200 if cfg["epochs"] is None else epochs
     reg, hist = fit_regressor(feats, train.landmarks, tuple(train.data["image"].shape[-2:]),
                               visible=train.visible, epochs=epochs, schedule_epochs=schedule,
