@@ -164,3 +164,23 @@ def mean_shape_row(set_name: str, scale: str, per_image: bool = False):
     """:func:`mean_shape_error` of the ``set_name`` role at ``scale``."""
     train, test = _annotated(set_name, "train", scale), _annotated(set_name, "test", scale)
     return mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible, per_image=per_image)
+
+
+def regressor_flops(in_channels: int, num_points: int, map_size, backward: bool = False,
+                    num_intermediate: int = 50) -> int:
+    """Floating-point operations of one image through the regressor (Table 3.7), counted by
+    ``torch.utils.flop_counter`` on a :class:`~ssl_lab.nets.regressor.LandmarkRegressor` of
+    ``in_channels`` on a ``map_size`` (``h`` or ``(h, w)``) map with ``num_points`` landmarks:
+    the forward pass, or forward and backward with ``backward=True``. The counter counts a
+    multiply-add as 2 operations and only the convolutions and matrix products (the 1x1
+    filters, ``2 K M C h w``, and the linear maps, ``8 K M``); the soft-argmax's softmax and
+    sums are not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+    h, w = (map_size, map_size) if isinstance(map_size, int) else map_size
+    reg = LandmarkRegressor(in_channels, num_points, num_intermediate)
+    feat = torch.zeros(1, in_channels, h, w)
+    with FlopCounterMode(display=False) as counter:
+        pred, _ = reg(feat)
+        if backward:
+            pred.sum().backward()
+    return int(counter.get_total_flops())

@@ -48,3 +48,17 @@ def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
     assert longer["iod"] != out["iod"]
     with pytest.raises(KeyError, match="unknown feature row"):
         regression_error("pixels", "mafl", "smoke")
+
+
+def test_regressor_flops_by_hand():
+    from ssl_lab.regression import regressor_flops
+    # C=3 channels, K=1 landmark, M=2 virtual points, a 2x2 map: the 1x1 filters are 2 * 3 * 4 = 24
+    # multiply-adds, the linear map 2 outputs x 4 inputs = 8: (24 + 8) * 2 = 64 operations
+    assert regressor_flops(3, 1, 2, num_intermediate=2) == 64
+    # backward (features frozen): the filters' gradient 24 multiply-adds, the linear map's weight
+    # and input gradients 8 each: 64 + (24 + 16) * 2 = 144
+    assert regressor_flops(3, 1, 2, backward=True, num_intermediate=2) == 144
+    # Table 3.7's 3840-d row: 5 landmarks x 50 filters on ContrastLandmarks' 48 x 48 map is
+    # 250 * 3840 * 48 * 48 = 2.21e9 multiply-adds (plus 2,000 in the linear maps), and linear in C
+    assert regressor_flops(3840, 5, 48) == 2 * (250 * 3840 * 48 * 48 + 5 * 2 * 100)
+    assert regressor_flops(64, 5, (48, 48)) * 60 - regressor_flops(3840, 5, 48) == 2 * 59 * 1000
