@@ -57,8 +57,12 @@ SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r"),
              "DVE / 64": ("mafl", "aflw_m", "aflw_r"),
              "CL / 64": ("mafl", "aflw_m", "aflw_r")}
-#: ContrastLandmarks' README: the epoch of its 200-epoch schedule each set is reported at
-FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80}
+#: Fig. 3.9's set (thesis §3.3.4): unaligned MAFL, regressor trained on zoom-out 1-1.5, tested on
+#: 1-2 (``mafl_unaligned``), and the rows compared there (the thesis: LEAD and CL, 64-d)
+ZOOM_SET, FIG_3_9 = "mafl_unaligned", ("LEAD / 64", "CL / 64")
+#: ContrastLandmarks' README: the epoch of its 200-epoch schedule each set is reported at.
+#: Unaligned MAFL is not among its sets; it takes MAFL's (the same faces, other crops).
+FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80, ZOOM_SET: 120}
 
 
 def _feature_row(row: str) -> tuple[str | None, dict]:
@@ -86,8 +90,8 @@ def _annotated(set_name: str, part: str, scale: str) -> splits.FaceSet:
     if scale == "full":
         raise NotImplementedError("full-scale regression reads the real MAFL / AFLW / 300-W with "
                                   "ssl_lab.data.faces (see data_scripts/); pass checkpoint= to zoo.get")
-    if set_name not in SETS.values():
-        raise KeyError(f"unknown landmark set {set_name!r}; known: {sorted(SETS.values())}")
+    if set_name not in (*SETS.values(), ZOOM_SET):
+        raise KeyError(f"unknown landmark set {set_name!r}; known: {sorted((*SETS.values(), ZOOM_SET))}")
     return splits.load(f"{set_name}/{part}", scale)
 
 
@@ -184,3 +188,21 @@ def regressor_flops(in_channels: int, num_points: int, map_size, backward: bool 
         if backward:
             pred.sum().backward()
     return int(counter.get_total_flops())
+
+
+def error_by_zoom(per_image: torch.Tensor, zoom: torch.Tensor, edges) -> list[dict]:
+    """Fig. 3.9: the per-image errors ``per_image`` (``(N,)``, NaN for a face without a
+    normalising distance, left out) grouped by the test faces' zoom-out factors ``zoom``
+    (``(N,)``) into the bins ``[edges[i], edges[i + 1])`` (the last bin closed): per bin
+    ``{"lo", "hi", "n", "mean", "se"}`` (:func:`~ssl_lab.metrics.landmarks.standard_error`;
+    NaN mean for an empty bin)."""
+    err, zoom = torch.as_tensor(per_image).double(), torch.as_tensor(zoom).double()
+    out = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = i == len(edges) - 2
+        inside = (zoom >= lo) & ((zoom <= hi) if last else (zoom < hi)) & ~err.isnan()
+        vals = err[inside]
+        out.append(dict(lo=float(lo), hi=float(hi), n=int(inside.sum()),
+                        mean=float(vals.mean()) if len(vals) else float("nan"),
+                        se=standard_error(vals)))
+    return out

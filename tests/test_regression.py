@@ -62,3 +62,17 @@ def test_regressor_flops_by_hand():
     # 250 * 3840 * 48 * 48 = 2.21e9 multiply-adds (plus 2,000 in the linear maps), and linear in C
     assert regressor_flops(3840, 5, 48) == 2 * (250 * 3840 * 48 * 48 + 5 * 2 * 100)
     assert regressor_flops(64, 5, (48, 48)) * 60 - regressor_flops(3840, 5, 48) == 2 * 59 * 1000
+
+
+def test_error_by_zoom_by_hand():
+    from ssl_lab.regression import error_by_zoom
+    err = torch.tensor([1.0, 3.0, 10.0, float("nan"), 20.0, 7.0])
+    zoom = torch.tensor([1.0, 1.2, 1.5, 1.6, 2.0, 1.9])
+    lo, hi, last = error_by_zoom(err, zoom, [1.0, 1.5, 2.0, 2.5])
+    # [1, 1.5): 1 and 3 -> mean 2, sd sqrt(2), se sqrt(2) / sqrt(2) = 1
+    assert (lo["n"], lo["mean"], lo["se"]) == (2, 2.0, pytest.approx(1.0))
+    # [1.5, 2.0): 10 and 7 (the NaN face at 1.6 left out; 2.0 belongs to the last bin)
+    assert (hi["n"], hi["mean"]) == (2, 8.5) and hi["se"] == pytest.approx(1.5)
+    # the last bin is closed: 2.0 is in [2.0, 2.5]
+    assert last["n"] == 1 and last["mean"] == 20.0 and math.isnan(last["se"])
+    assert (lo["lo"], lo["hi"]) == (1.0, 1.5)
