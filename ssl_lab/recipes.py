@@ -614,7 +614,7 @@ ALS_GENERATORS = {"SG2-ADA": ("hsr/branch", {}),
 #: the ALS rows whose edits are projected and scored (Fig. 4.11 compares these two)
 ALS_EDITED = ("SG2-ADA", "SG2-ADA + HSR")
 #: the branch (training) seeds of the ALS_EDITED generators the ALS chapter scores, per scale
-ALS_BRANCH_SEEDS = {"smoke": (0,), "small": (0, 1), "full": (0,)}
+ALS_BRANCH_SEEDS = {"smoke": (0,), "small": (0, 1, 2), "full": (0,)}
 
 
 def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
@@ -632,11 +632,12 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
                 s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256)]
     if chapter == "lead/regression":
-        from .regression import FEATURES, TABLE_3_2
-        feats = {(FEATURES[row][0], tuple(sorted(FEATURES[row][1].items()))) for row in TABLE_3_2
+        from .regression import FEATURES, FIG_3_9, TABLE_3_2, ZOOM_SET
+        feats = {(FEATURES[row][0], tuple(sorted(FEATURES[row][1].items()))) for row in (*TABLE_3_2, *FIG_3_9)
                  if FEATURES[row][0] is not None}
         return [*(s(name, **dict(ov)) for name, ov in sorted(feats)),
-                *(s("lead/regressor", features=row, set=st) for row, sets in TABLE_3_2.items() for st in sets)]
+                *(s("lead/regressor", features=row, set=st) for row, sets in TABLE_3_2.items() for st in sets),
+                *(s("lead/regressor", features=row, set=ZOOM_SET) for row in FIG_3_9)]
     if chapter in ("hsr/method", "hsr/design_choices"):
         cfg = zoo.config("hsr/branch", scale)
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])

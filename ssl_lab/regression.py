@@ -46,17 +46,16 @@ FEATURES = {
 #: the thesis's column -> the SynthFaces split prefix of its role
 SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 #: the regression chapter's grid (Table 3.2 and its yardsticks): feature row -> role sets.
-#: Measured at ``small`` on one core of 2 (other jobs on the other), at 20 epochs: a 5-point
-#: regressor on a 64-d map took 1.5 to 5 min, the 68-point one 18 to 38 min; one on the 960-d
-#: hypercolumn had not finished after 25 min (the 1x1 filters cost 15 x more). The released
-#: schedule costs 6 x (MAFL) and 4 x (300-W) that: one 68-point regressor is about 80 min on
-#: one core (99 steps of 0.6 s per epoch, 80 epochs; the 3,400 soft-argmax maps' softmax and
-#: the 1x1 convolution dominate). So this grid holds the three 64-d rows on the three 5-point
-#: sets; 300-W, the random-init hypercolumn (gate R's second yardstick) and the BYOL and MoCo
-#: hypercolumns are rows still to be trained and shipped.
+#: Under the released schedule, on one core of 2 (the other busy): a 5-point regressor on a
+#: 64-d map takes about 7 min on MAFL (120 epochs of 157 steps of 22 ms) and 2 on an AFLW set;
+#: on the 960-d random hypercolumn about 4 x that (the 1x1 filters cost 15 x more, the
+#: soft-argmax the same); the 68-point one of 300-W about 35 min (3,400 soft-argmax maps).
+#: Rows still to be trained and shipped: DVE and CL on 300-W, the random hypercolumn on
+#: 300-W, and the BYOL and MoCo hypercolumns.
 TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r"),
              "DVE / 64": ("mafl", "aflw_m", "aflw_r"),
-             "CL / 64": ("mafl", "aflw_m", "aflw_r")}
+             "CL / 64": ("mafl", "aflw_m", "aflw_r"),
+             "random hypercolumn": ("mafl", "aflw_m", "aflw_r")}
 #: Fig. 3.9's set (thesis §3.3.4): unaligned MAFL, regressor trained on zoom-out 1-1.5, tested on
 #: 1-2 (``mafl_unaligned``), and the rows compared there (the thesis: LEAD and CL, 64-d)
 ZOOM_SET, FIG_3_9 = "mafl_unaligned", ("LEAD / 64", "CL / 64")

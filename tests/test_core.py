@@ -377,14 +377,14 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
     (the others in one process), the weights files of the full-scale HSR chapters, what has no
     config at that scale, and last the `run` command."""
     from ssl_lab.recipes import training_plan
-    from ssl_lab.regression import TABLE_3_2
+    from ssl_lab.regression import FIG_3_9, TABLE_3_2
     reg = training_plan("lead/regression", "full", gpus=2, data_root="/data")
     trained = [line.split(" train ")[1].split(" --scale")[0] for line in reg if " train " in line]
     assert trained[:5] == ["lead/stage1-moco", "lead/stage2-cl", "lead/stage1-byol", "lead/stage2-dve",
                            "lead/stage2-lead"]                       # each teacher before its students
     assert all(line.startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage") for line in reg[:5])
     assert all(line.startswith("python -m ssl_lab train lead/regressor") for line in reg[5:-1])
-    assert len(reg[5:-1]) == sum(len(sets) for sets in TABLE_3_2.values())
+    assert len(reg[5:-1]) == sum(len(sets) for sets in TABLE_3_2.values()) + len(FIG_3_9)
     assert all("--data-root /data" in line and "--ship" not in line for line in reg)
     assert reg[-1] == "python -m ssl_lab run lead/regression --scale full --device cuda --seed 0 --data-root /data"
     hsr = training_plan("hsr/design_choices", "full", gpus=4)
