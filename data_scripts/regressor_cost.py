@@ -10,7 +10,7 @@ reports seconds per epoch of the MAFL role's 5,000 training faces (its 157 batch
 the small geometry (16 x 16 maps of 64-px faces; the ResNet-18 hypercolumn is 960-d) and
 once on ContrastLandmarks' (48 x 48 maps of 96-px crops; the ResNet-50 hypercolumn, 3840-d)::
 
-    OMP_NUM_THREADS=1 python data_scripts/regressor_cost.py      # ~5 min on one core
+    OMP_NUM_THREADS=1 python data_scripts/regressor_cost.py      # ~6 min on one core
     # -> results/lead/regressor-cost/small-seed0.json
 
 Run it on an otherwise idle core: the times are the machine's, the ratios are the finding.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -31,18 +32,22 @@ SCALE, SEED, IMAGES, POINTS = "small", 0, 5000, 5
 GEOMETRIES = {"small": (16, 64, (64, 128, 256, 960)), "ContrastLandmarks": (48, 96, (64, 128, 256, 3840))}
 
 
-def seconds_per_epoch(dim: int, side: int, image: int, steps: int, batch: int, cfg: dict) -> float:
-    """Wall time of one epoch of IMAGES faces, from the time of ``steps`` batches (after one
-    warm-up run of the same length)."""
+def seconds_per_epoch(dim: int, side: int, image: int, steps: int, batch: int, cfg: dict,
+                      repeats: int = 3) -> float:
+    """Wall time of one epoch of IMAGES faces, from the median time of ``repeats`` runs of
+    ``steps`` batches (after one warm-up run of the same length)."""
     gen = torch.Generator().manual_seed(SEED)
     feats = torch.randn(batch, dim, side, side, generator=gen)      # one batch, tiled ``steps`` times
     lm = torch.rand(batch, POINTS, 2, generator=gen) * (image - 1)
     kw = dict(epochs=1, batch_size=batch, num_per_epoch=steps * batch, lr=cfg["lr"],
               weight_decay=cfg["weight_decay"], seed=SEED)
     fit_regressor(feats, lm, image, **kw)                           # warm-up
-    t0 = time.perf_counter()
-    fit_regressor(feats, lm, image, **kw)
-    return (time.perf_counter() - t0) / steps * math.ceil(IMAGES / batch)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fit_regressor(feats, lm, image, **kw)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / steps * math.ceil(IMAGES / batch)
 
 
 def main() -> None:
