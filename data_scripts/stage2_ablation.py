@@ -35,7 +35,7 @@ import torch
 
 from ssl_lab import paths, results, scales, zoo
 from ssl_lab.data import splits
-from ssl_lab.metrics.landmarks import matching_row
+from ssl_lab.metrics.landmarks import matching_row, matching_views
 from ssl_lab.recipes import pretraining_images
 from ssl_lab.ssl.lead import encoder_drift, train_stage2
 
@@ -76,8 +76,9 @@ def record() -> None:
     teacher = zoo.get("lead/stage1-byol", SCALE, seed=SEED).double()
     test = splits.load("mafl/test", SCALE)
     new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=SEED)
+    views = matching_views(test.data["image"], test.landmarks, sc.pairs, SEED, identity=test.data["identity"])
     evaluate = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs,
-                                      SEED, identity=test.data["identity"], se=True)
+                                      SEED, identity=test.data["identity"], se=True, views=views)
     arts = {"shipped": zoo.load("lead/stage2-lead", SCALE, seed=SEED)}
     arts.update({v: torch.load(_file(v), weights_only=False) for v in VARIANTS if _file(v).exists()})
     rows = {}

@@ -22,7 +22,7 @@ import torch
 
 from . import gates, results, scales, zoo
 from .data import splits
-from .metrics.landmarks import dve_matching, dve_order, matching_row, pixel_patches
+from .metrics.landmarks import dve_matching, dve_order, matching_row, matching_views, pixel_patches
 from .nets.backbones import STAGES, Backbone
 
 
@@ -50,8 +50,9 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
     sc = scales.get(scale)
     test = splits.load("mafl/test", scale)
     new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=seed)
+    views = matching_views(test.data["image"], test.landmarks, sc.pairs, seed, identity=test.data["identity"])
     row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed,
-                                 identity=test.data["identity"])
+                                 identity=test.data["identity"], views=views)
     torch.manual_seed(seed)                                       # the run's own initialisation
     net = Backbone(art["backbone"]).double().eval()
     steps = {0: {k: v.clone() for k, v in net.state_dict().items()}, **art["snapshots"]}

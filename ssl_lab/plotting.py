@@ -49,6 +49,28 @@ def face_grid(images, landmarks=None, visible=None, titles=None, ncols: int = 8,
     return fig
 
 
+def landmark_overlays(images, truth, preds: dict, idx, titles=None, size: float = 1.6):
+    """Regressed landmarks on faces (Figs. 3.7, 3.10, 3.11): a row per entry of ``preds``
+    (row label -> ``(N, K, 2)`` predicted points), a column per image index in ``idx``; the
+    annotation ``truth`` (``(N, K, 2)``) as circles, the prediction as crosses, one colour per
+    landmark. ``titles``: one per column. Returns the figure."""
+    idx = [int(i) for i in idx]
+    colours = plt.cm.tab10(np.arange(truth.shape[1]) % 10)
+    fig, axes = plt.subplots(len(preds), len(idx), figsize=(size * len(idx), (size + 0.1) * len(preds)),
+                             squeeze=False)
+    for r, (row, pred) in enumerate(preds.items()):
+        for c, i in enumerate(idx):
+            ax = axes[r, c]
+            ax.imshow(_np_image(images[i]))
+            ax.scatter(*torch.as_tensor(truth[i]).T, s=14, facecolors="none", edgecolors=colours)
+            ax.scatter(*torch.as_tensor(pred[i]).T, s=14, c=colours, marker="x")
+            ax.set_xticks([]); ax.set_yticks([])
+            if r == 0 and titles is not None:
+                ax.set_title(titles[c], fontsize=8)
+        axes[r, 0].set_ylabel(row, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    return fig
+
 def learning_curve(records, columns=("Same", "Different", "same identity, new pose / % IOD")):
     """Recorded stage-1 learning curves (:mod:`ssl_lab.learning_curve`) of one recipe: one
     record or a list of them (its seeds, one line each), the matching error over images seen,

@@ -42,6 +42,10 @@ FEATURES = {
     "LEAD / 64": ("lead/stage2-lead", dict(feat_dim=64, proj_dim=256)),
     "DVE / 64": ("lead/stage2-dve", dict(feat_dim=64)),
     "CL / 64": ("lead/stage2-cl", dict(feat_dim=64)),
+    "LEAD / 128": ("lead/stage2-lead", dict(feat_dim=128, proj_dim=256)),
+    "CL / 128": ("lead/stage2-cl", dict(feat_dim=128)),
+    "LEAD / 256": ("lead/stage2-lead", dict(feat_dim=256, proj_dim=256)),
+    "CL / 256": ("lead/stage2-cl", dict(feat_dim=256)),
 }
 #: the thesis's column -> the SynthFaces split prefix of its role
 SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
@@ -57,6 +61,10 @@ TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r"),
              "DVE / 64": ("mafl", "aflw_m", "aflw_r"),
              "CL / 64": ("mafl", "aflw_m", "aflw_r"),
              "random hypercolumn": ("mafl", "aflw_m", "aflw_r")}
+#: Table 3.4's grid: the compact maps at 64, 128 and 256 dimensions (DVE at 64 only, as in the
+#: thesis) on the 5-point sets; its 64-d rows are Table 3.2's regressors
+TABLE_3_4 = {row: ("mafl", "aflw_m", "aflw_r")
+             for row in ("DVE / 64", "CL / 64", "LEAD / 64", "CL / 128", "LEAD / 128", "CL / 256", "LEAD / 256")}
 #: Fig. 3.9's set (thesis §3.3.4): unaligned MAFL, regressor trained on zoom-out 1-1.5, tested on
 #: 1-2 (``mafl_unaligned``), and the rows compared there (the thesis: LEAD and CL, 64-d)
 ZOOM_SET, FIG_3_9 = "mafl_unaligned", ("LEAD / 64", "CL / 64")
@@ -190,17 +198,17 @@ def regressor_flops(in_channels: int, num_points: int, map_size, backward: bool 
     return int(counter.get_total_flops())
 
 
-def error_by_zoom(per_image: torch.Tensor, zoom: torch.Tensor, edges) -> list[dict]:
-    """Fig. 3.9: the per-image errors ``per_image`` (``(N,)``, NaN for a face without a
-    normalising distance, left out) grouped by the test faces' zoom-out factors ``zoom``
-    (``(N,)``) into the bins ``[edges[i], edges[i + 1])`` (the last bin closed): per bin
-    ``{"lo", "hi", "n", "mean", "se"}`` (:func:`~ssl_lab.metrics.landmarks.standard_error`;
-    NaN mean for an empty bin)."""
-    err, zoom = torch.as_tensor(per_image).double(), torch.as_tensor(zoom).double()
+def error_by_bin(per_image: torch.Tensor, value: torch.Tensor, edges) -> list[dict]:
+    """Per-image errors ``per_image`` (``(N,)``, NaN for a face without a normalising
+    distance, left out) grouped by a per-face quantity ``value`` (``(N,)``: Fig. 3.9's zoom-out
+    factor, the yaw, the light) into the bins ``[edges[i], edges[i + 1])`` (the last bin
+    closed): per bin ``{"lo", "hi", "n", "mean", "se"}``
+    (:func:`~ssl_lab.metrics.landmarks.standard_error`; NaN mean for an empty bin)."""
+    err, value = torch.as_tensor(per_image).double(), torch.as_tensor(value).double()
     out = []
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         last = i == len(edges) - 2
-        inside = (zoom >= lo) & ((zoom <= hi) if last else (zoom < hi)) & ~err.isnan()
+        inside = (value >= lo) & ((value <= hi) if last else (value < hi)) & ~err.isnan()
         vals = err[inside]
         out.append(dict(lo=float(lo), hi=float(hi), n=int(inside.sum()),
                         mean=float(vals.mean()) if len(vals) else float("nan"),

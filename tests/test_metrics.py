@@ -641,6 +641,28 @@ def test_matching_row_reports_both_units_and_the_new_pose_pairs():
     assert all(v >= 0 for v in learned.values())
 
 
+def test_matching_row_with_views_warped_once_equals_warping_itself():
+    """A table warps its test images once for every network (matching_views); the row must be
+    the one matching_row computes on its own, and views of other images are refused."""
+    from ssl_lab.metrics.landmarks import matching_row, matching_views
+    S = 16
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(8, 3, S, S, generator=g)
+    kp = (torch.rand(8, 5, 2, generator=g) * (S - 4) + 2)
+    vis = torch.ones(8, 5, dtype=torch.bool)
+    new_pose = torch.tensor([[0, 1], [2, 3]])
+    ids = torch.tensor([1, 1, 2, 2, 3, 3, 4, 4])
+    net = torch.nn.Conv2d(3, 4, 3, padding=1).double()
+    views = matching_views(images, kp, pairs=3, seed=5, identity=ids)
+    own = matching_row(lambda x: net(x), images, kp, vis, new_pose, pairs=3, seed=5, identity=ids, se=True, digits=12)
+    shared = matching_row(lambda x: net(x), images, kp, vis, new_pose, pairs=3, seed=5, identity=ids, se=True,
+                          digits=12, views=views)
+    assert shared == own
+    other = matching_views(images, kp, pairs=2, seed=5, identity=ids)
+    with pytest.raises(ValueError, match="views of 4 images"):
+        matching_row(lambda x: net(x), images, kp, vis, new_pose, pairs=3, seed=5, identity=ids, views=other)
+
+
 def test_dve_order_pairs_consecutive_images_of_two_identities():
     """SynthFaces stores a test split by identity; DVE pairs consecutive items (MAFL's test
     list holds different people there). Hand case: ids 5 5 5 2 2 8 -> first images of 5, 2,

@@ -1,6 +1,7 @@
 """Landmark regression on frozen features: the mean-shape yardstick by hand, the recipe end to end."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,11 +65,11 @@ def test_regressor_flops_by_hand():
     assert regressor_flops(64, 5, (48, 48)) * 60 - regressor_flops(3840, 5, 48) == 2 * 59 * 1000
 
 
-def test_error_by_zoom_by_hand():
-    from ssl_lab.regression import error_by_zoom
+def test_error_by_bin_by_hand():
+    from ssl_lab.regression import error_by_bin
     err = torch.tensor([1.0, 3.0, 10.0, float("nan"), 20.0, 7.0])
     zoom = torch.tensor([1.0, 1.2, 1.5, 1.6, 2.0, 1.9])
-    lo, hi, last = error_by_zoom(err, zoom, [1.0, 1.5, 2.0, 2.5])
+    lo, hi, last = error_by_bin(err, zoom, [1.0, 1.5, 2.0, 2.5])
     # [1, 1.5): 1 and 3 -> mean 2, sd sqrt(2), se sqrt(2) / sqrt(2) = 1
     assert (lo["n"], lo["mean"], lo["se"]) == (2, 2.0, pytest.approx(1.0))
     # [1.5, 2.0): 10 and 7 (the NaN face at 1.6 left out; 2.0 belongs to the last bin)
@@ -76,3 +77,18 @@ def test_error_by_zoom_by_hand():
     # the last bin is closed: 2.0 is in [2.0, 2.5]
     assert last["n"] == 1 and last["mean"] == 20.0 and math.isnan(last["se"])
     assert (lo["lo"], lo["hi"]) == (1.0, 1.5)
+
+
+def test_landmark_overlays_draw_a_row_per_regressor_and_the_points_where_given():
+    import matplotlib
+    matplotlib.use("Agg")
+    from ssl_lab.plotting import landmark_overlays
+    images = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
+    truth = torch.tensor([[[2.0, 3.0], [12.0, 3.0]]]).expand(4, -1, -1)
+    preds = {"a": truth + 1, "b": truth - 1}
+    fig = landmark_overlays(images, truth, preds, idx=[0, 3], titles=["x", "y"])
+    axes = fig.axes
+    assert len(axes) == 4 and axes[0].get_ylabel() == "a" and axes[2].get_ylabel() == "b"
+    assert [ax.get_title() for ax in axes] == ["x", "y", "", ""]
+    circles, crosses = axes[2].collections                       # row b, first image
+    assert np.allclose(circles.get_offsets(), truth[0]) and np.allclose(crosses.get_offsets(), truth[0] - 1)

@@ -179,6 +179,30 @@ def test_splits_have_disjoint_identities_and_recorded_zoom(home):
     assert z.min() >= 1.0 and z.max() <= 2.0 and z.std() > 0.1
 
 
+def test_render_params_are_those_the_split_was_drawn_with_and_light_shows(home):
+    from ssl_lab.data.synthfaces import PART, frontal_light
+    te = splits.load("aflw_m/test", "smoke", n=60)          # box-cropped: pose as drawn
+    p = splits.render_params("aflw_m/test", 60)
+    assert np.allclose(p["yaw"], te.data["pose"][:, 0].numpy(), atol=1e-4)
+    assert np.allclose(p["zoom"], te.data["zoom"].numpy(), atol=1e-6)
+    # hand cases: lit from the camera -> 1; ambient 0.5, light 60 degrees aside -> 0.5 + 0.5 cos 60
+    hand = frontal_light(dict(ambient=np.array([0.6, 0.5]), light_az=np.array([0.0, np.pi / 3]),
+                              light_el=np.array([0.0, 0.0])))
+    assert np.allclose(hand, [1.0, 0.75])
+    # it is the light the pixels show: the same faces, dim light from aside against bright light
+    # from the camera; the skin of every face is brighter where frontal_light is higher
+    ids, idx = np.arange(6), np.arange(6)
+    dim = dict(ambient=0.45, light_az=1.0, light_el=0.6)
+    bright = dict(ambient=0.75, light_az=0.0, light_el=0.0)
+    assert frontal_light({k: np.array([v]) for k, v in dim.items()})[0] < 0.7 < frontal_light(
+        {k: np.array([v]) for k, v in bright.items()})[0]
+    lum = []
+    for light in (dim, bright):
+        r = render_faces(idx, ids, seed=3, size=48, overrides={**light, "yaw": 0.0, "pitch": 0.0, "roll": 0.0})
+        skin = r["parts"] == PART["skin"]
+        lum.append((r["image"].mean(1) * skin).sum((1, 2)) / skin.sum((1, 2)))
+    assert (lum[1] > lum[0] * 1.2).all()
+
 def test_matching_pairs(home):
     te = splits.load("mafl/test", "smoke", n=40)
     ids = te.data["identity"]

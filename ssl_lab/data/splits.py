@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 
 from .. import scales as _scales
 from ..paths import atomic_save, home
-from .synthfaces import BINARY_ATTRIBUTES, CONTINUOUS_ATTRIBUTES, RENDERER_VERSION, SynthConfig, render_faces
+from .synthfaces import (BINARY_ATTRIBUTES, CONTINUOUS_ATTRIBUTES, RENDERER_VERSION, SynthConfig, image_params,
+                         render_faces)
 
 # Framing follows the thesis's protocol (after DVE): CelebA and MAFL are CelebA's *aligned*
 # images (a similarity transform puts the eye centres at fixed positions: about (69, 111) and
@@ -172,6 +173,14 @@ def render_split(name: str, n: int, size: int, device="cpu", chunk: int = 256, p
             out.setdefault(k, []).append(v.cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
+
+def render_params(name: str, n: int) -> dict[str, np.ndarray]:
+    """The renderer's per-image parameters (:func:`~ssl_lab.data.synthfaces.image_params`:
+    pose before any eye alignment, light, framing, nuisances) of the first ``n`` images of split
+    ``name``, as :func:`render_split` drew them: what a split's tensors do not store, such as
+    its lighting (:func:`~ssl_lab.data.synthfaces.frontal_light`)."""
+    spec = _spec(name)
+    return image_params(np.arange(n), spec.seed, spec.cfg)
 
 def specs_key() -> str:
     """A short hash of the renderer version and every split's definition: what a network

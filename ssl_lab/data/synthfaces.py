@@ -153,6 +153,16 @@ def image_params(idx, seed: int, cfg: SynthConfig) -> dict[str, np.ndarray]:
     )
 
 
+
+def frontal_light(imp: dict) -> np.ndarray:
+    """How lit a face is, per image of :func:`image_params` ``imp``: the renderer's shading
+    (ambient + (1 - ambient) max(0, n . l), see :func:`render`) of a surface patch facing the
+    camera, n = (0, 0, 1): ambient + (1 - ambient) cos(light_az) cos(light_el). 1 for a face lit
+    from the camera; about 0.7 at the dimmest ambient light from the widest angle."""
+    amb = np.asarray(imp["ambient"], dtype=np.float64)
+    direct = np.cos(imp["light_az"]) * np.cos(imp["light_el"])
+    return amb + (1 - amb) * np.clip(direct, 0, None)
+
 # ---------------------------------------------------------------- geometry helpers
 def _rotation(yaw, pitch, roll):
     """R = Rz(roll) Rx(pitch) Ry(yaw), batched; angles in degrees."""

@@ -441,9 +441,18 @@ def _dve_errors(kind: str, err: torch.Tensor, gt: torch.Tensor, width: float, ey
             f"{kind}_iod": float((100 * err / inter_ocular(gt, eyes)[:, None]).mean())}
 
 
+def dve_views(images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, warp: dict | None = None,
+              dtype: torch.dtype = torch.float64) -> dict:
+    """The warped views :func:`dve_matching` matches: :func:`dve_warp_pairs` of the first even
+    number of ``images`` (uint8 scaled to [0, 1]) in ``dtype``, and of their ``landmarks``."""
+    imgs = images.to(dtype).div(255) if images.dtype == torch.uint8 else images.to(dtype)
+    n = len(imgs) // 2 * 2
+    return dve_warp_pairs(imgs[:n], landmarks[:n].to(dtype), seed=seed, warp=warp)
+
+
 def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: int = 0, batch: int = 32,
                  eyes=None, dtype: torch.dtype = torch.float64, warp: dict | None = None,
-                 identity: torch.Tensor | None = None) -> dict:
+                 identity: torch.Tensor | None = None, views: dict | None = None) -> dict:
     """Landmark matching as DVE's released ``test_matching.py`` measures it (thesis Table 3.1).
 
     Consecutive test images form the pairs (2i, 2i + 1). Every image gets two random warps
@@ -466,23 +475,27 @@ def dve_matching(features, images: torch.Tensor, landmarks: torch.Tensor, seed: 
     Returns ``{"same_px70", "different_px70", "same_iod", "different_iod", "pairs"}`` and the
     standard errors of the two px70 means over pairs, ``"same_px70_se"`` and
     ``"different_px70_se"`` (the sample sd of the per-pair mean errors / sqrt(pairs)): the
-    metric's sampling noise for one network."""
-    imgs = images.to(dtype).div(255) if images.dtype == torch.uint8 else images.to(dtype)
-    n = len(imgs) // 2 * 2
+    metric's sampling noise for one network. ``views``: :func:`dve_views` of these images,
+    landmarks, ``seed``, ``warp`` and ``dtype``, computed once for many networks (the warps are
+    a tenth of a 64-d network's evaluation); ``images`` is then not read."""
+    n = len(landmarks) // 2 * 2
     if identity is not None and _pairs_of_one_identity(identity[:n]):
         raise ValueError("DVE's different-identity pairs are consecutive images, and some here show "
                          "one identity: order the images with dve_order(identity) first")
-    v = dve_warp_pairs(imgs[:n], landmarks[:n].to(dtype), seed=seed, warp=warp)
+    v = views if views is not None else dve_views(images, landmarks, seed=seed, warp=warp, dtype=dtype)
+    if len(v["kp1"]) != n:
+        raise ValueError(f"views of {len(v['kp1'])} images given for {n} landmark rows")
     run = lambda x: torch.cat([features(x[s:s + batch]).to(dtype).cpu() for s in range(0, len(x), batch)])
     src, tgt = run(v["im1"][0::2]), run(v["im2"])
-    stride = imgs.shape[-1] / src.shape[-1]
+    width = v["im1"].shape[-1]
+    stride = width / src.shape[-1]
     kp_src = v["kp1"][0::2]
     out = {"pairs": n // 2}
     for kind, t in (("same", slice(0, None, 2)), ("different", slice(1, None, 2))):
         pred = nearest_cell_match(src, tgt[t], kp_src, stride, normalize=True)
         gt = v["kp2"][t]
         err = (pred - gt).norm(dim=-1)
-        out.update(_dve_errors(kind, err, gt, imgs.shape[-1], eyes))
+        out.update(_dve_errors(kind, err, gt, width, eyes))
     return out
 
 
@@ -501,9 +514,18 @@ def dve_copy_baseline(landmarks: torch.Tensor, size, seed: int = 0, eyes=None, w
     return out
 
 
+def matching_views(images: torch.Tensor, landmarks: torch.Tensor, pairs: int = 500, seed: int = 0, *,
+                   identity: torch.Tensor) -> dict:
+    """The warped views :func:`matching_row` matches with DVE's protocol (its images in
+    :func:`dve_order`, :func:`dve_views` in float64): pass them as its ``views`` to warp once
+    for every network of a table."""
+    dve = dve_order(identity, pairs)
+    return dve_views(images[dve], landmarks[dve], seed=seed)
+
+
 def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor,
                  new_pose: torch.Tensor, pairs: int = 500, seed: int = 0, digits: int = 2, *,
-                 identity: torch.Tensor, se: bool = False) -> dict:
+                 identity: torch.Tensor, se: bool = False, views: dict | None = None) -> dict:
     """One row of the book's matching tables. ``Same`` / ``Different``: DVE's protocol
     (:func:`dve_matching`) on the first ``2 pairs`` test images in :func:`dve_order` (so that
     the consecutive images of a pair show two identities, as in MAFL), in DVE's unit (pixels
@@ -511,13 +533,14 @@ def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visibl
     pose* (% IOD, :func:`matching_benchmark` on ``new_pose`` pairs, indices into the given
     order: two renderings of one identity, which MAFL cannot give). ``identity``: the
     images' identity ids. ``features=None``: copying positions instead. ``se``: also the
-    standard errors over pairs of ``Same`` and ``Different`` (:func:`dve_matching`)."""
+    standard errors over pairs of ``Same`` and ``Different`` (:func:`dve_matching`). ``views``:
+    :func:`matching_views` of the same arguments, to warp the images once for many networks."""
     dve = dve_order(identity, pairs)
     if features is None:
         d = dve_copy_baseline(landmarks[dve], tuple(images.shape[-2:]), seed=seed)
         pose = copy_baseline(landmarks, new_pose, visible=visible)["iod"]
     else:
-        d = dve_matching(features, images[dve], landmarks[dve], seed=seed, identity=identity[dve])
+        d = dve_matching(features, images[dve], landmarks[dve], seed=seed, identity=identity[dve], views=views)
         pose = matching_benchmark(features, images, landmarks, new_pose, visible=visible)["iod"]
     r = lambda v: round(float(v), digits)
     row = {"Same": r(d["same_px70"]), "Different": r(d["different_px70"]),
