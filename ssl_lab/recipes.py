@@ -632,13 +632,16 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
                 s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256)]
     if chapter == "lead/regression":
-        from .regression import FEATURES, FIG_3_9, TABLE_3_2, TABLE_3_4, ZOOM_SET
+        from .regression import (FEATURES, FEW_ANNOTATIONS, FEW_DRAWS, FIG_3_9, TABLE_3_2, TABLE_3_4, TABLE_3_5,
+                                 ZOOM_SET)
         fits = dict.fromkeys([*((row, st) for grid in (TABLE_3_2, TABLE_3_4) for row, sets in grid.items() for st in sets),
                               *((row, ZOOM_SET) for row in FIG_3_9)])         # ordered, without repeats
         feats = {(FEATURES[row][0], tuple(sorted(FEATURES[row][1].items()))) for row, _ in fits
                  if FEATURES[row][0] is not None}
         return [*(s(name, **dict(ov)) for name, ov in sorted(feats)),
-                *(s("lead/regressor", features=row, set=st) for row, st in fits)]
+                *(s("lead/regressor", features=row, set=st) for row, st in fits),
+                *(s("lead/regressor-few", features=row, annotations=n, draw=d)
+                  for row in TABLE_3_5 for n in FEW_ANNOTATIONS for d in FEW_DRAWS[scale])]
     if chapter in ("hsr/method", "hsr/design_choices"):
         cfg = zoo.config("hsr/branch", scale)
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])

@@ -377,14 +377,18 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
     (the others in one process), the weights files of the full-scale HSR chapters, what has no
     config at that scale, and last the `run` command."""
     from ssl_lab.recipes import training_plan
-    from ssl_lab.regression import FIG_3_9, TABLE_3_2
+    from ssl_lab.regression import FEW_ANNOTATIONS, FEW_DRAWS, FIG_3_9, TABLE_3_2, TABLE_3_4, TABLE_3_5
     reg = training_plan("lead/regression", "full", gpus=2, data_root="/data")
     trained = [line.split(" train ")[1].split(" --scale")[0] for line in reg if " train " in line]
-    assert trained[:5] == ["lead/stage1-moco", "lead/stage2-cl", "lead/stage1-byol", "lead/stage2-dve",
-                           "lead/stage2-lead"]                       # each teacher before its students
-    assert all(line.startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage") for line in reg[:5])
-    assert all(line.startswith("python -m ssl_lab train lead/regressor") for line in reg[5:-1])
-    assert len(reg[5:-1]) == sum(len(sets) for sets in TABLE_3_2.values()) + len(FIG_3_9)
+    nets = [t for t in trained if t.startswith("lead/stage")]
+    assert trained[:len(nets)] == nets and len(nets) == 9          # networks first, then the regressors
+    assert nets.index("lead/stage1-moco") < min(i for i, t in enumerate(nets) if t == "lead/stage2-cl")
+    assert nets.index("lead/stage1-byol") < min(i for i, t in enumerate(nets) if t in ("lead/stage2-dve",
+                                                                                      "lead/stage2-lead"))
+    assert all(line.startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage") for line in reg[:9])
+    assert all(line.startswith("python -m ssl_lab train lead/regressor") for line in reg[9:-1])
+    fits = {(row, s) for grid in (TABLE_3_2, TABLE_3_4) for row, sets in grid.items() for s in sets}
+    assert len(reg[9:-1]) == len(fits) + len(FIG_3_9) + len(TABLE_3_5) * len(FEW_ANNOTATIONS) * len(FEW_DRAWS["full"])
     assert all("--data-root /data" in line and "--ship" not in line for line in reg)
     assert reg[-1] == "python -m ssl_lab run lead/regression --scale full --device cuda --seed 0 --data-root /data"
     hsr = training_plan("hsr/design_choices", "full", gpus=4)
@@ -406,11 +410,18 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
 
 
 def test_the_full_scale_page_shows_what_plan_prints():
-    """The regression chapter's plan printed on the full-scale page is the code's own output."""
+    """The matching chapter's plan printed on the full-scale page is the code's own output, and
+    the page counts the regression chapter's regressors as its plan does."""
     from ssl_lab.recipes import training_plan
     page = (paths.repo_root() / "book" / "foundations" / "full_scale.md").read_text()
-    block = page.split("For the regression chapter:\n\n```bash\n", 1)[1].split("```", 1)[0]
-    assert block.splitlines() == training_plan("lead/regression", "full", gpus=2, data_root="/data")
+    block = page.split("For the matching chapter:\n\n```bash\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == training_plan("lead/matching", "full", gpus=2, data_root="/data")
+    reg = training_plan("lead/regression", "full", gpus=2, data_root="/data")
+    full = sum("train lead/regressor " in line for line in reg)
+    few = sum("train lead/regressor-few " in line for line in reg)
+    text = " ".join(page.split())
+    assert f"`lead/regressor` per feature row and role set ({full} commands)" in text
+    assert f"annotation budget and draw of Table 3.5 ({few} commands)" in text
 
 
 def test_beyond_noise_by_hand():

@@ -51,6 +51,32 @@ def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
         regression_error("pixels", "mafl", "smoke")
 
 
+
+def test_annotated_subsets_are_nested_per_draw_and_differ_across_draws():
+    from ssl_lab.regression import annotated_subset
+    five, one = annotated_subset(40, 5, draw=2), annotated_subset(40, 1, draw=2)
+    assert len(set(five.tolist())) == 5 and five[0] == one[0]              # 1 of a draw is in its 5
+    assert not torch.equal(annotated_subset(40, 5, draw=3), five)
+    assert annotated_subset(40, 40, draw=0).sort().values.tolist() == list(range(40))
+    with pytest.raises(ValueError, match="cannot annotate"):
+        annotated_subset(40, 41, draw=0)
+
+
+def test_few_annotation_regressor_trains_on_its_subset_only(home, one_thread):
+    """DVE's limited-annotation protocol at smoke: the manifest names the annotated images, the
+    subset is tiled to the split's size each epoch, and maps computed once serve every regressor."""
+    from ssl_lab import scales, zoo
+    from ssl_lab.regression import annotated_subset, regression_error, test_maps
+    maps = test_maps("random hypercolumn", "aflw_m", "smoke")
+    errs = {n: regression_error("random hypercolumn", "aflw_m", "smoke", recipe="lead/regressor-few", maps=maps,
+                                annotations=n, draw=0)["iod"] for n in (1, 5)}
+    assert all(math.isfinite(v) and v > 0 for v in errs.values()) and errs[1] != errs[5]
+    art = zoo.load("lead/regressor-few", "smoke", features="random hypercolumn", set="aflw_m", annotations=5, draw=0)
+    n_train = scales.get("smoke").sizes["aflw_m/train"]
+    assert art["annotated"] == annotated_subset(n_train, 5, 0).tolist() and len(art["history"]) == 2
+    own = regression_error("random hypercolumn", "aflw_m", "smoke", recipe="lead/regressor-few", annotations=5, draw=0)
+    assert own["iod"] == pytest.approx(errs[5], rel=1e-12)
+
 def test_regressor_flops_by_hand():
     from ssl_lab.regression import regressor_flops
     # C=3 channels, K=1 landmark, M=2 virtual points, a 2x2 map: the 1x1 filters are 2 * 3 * 4 = 24
