@@ -71,6 +71,7 @@ def landmark_overlays(images, truth, preds: dict, idx, titles=None, size: float 
     fig.tight_layout(pad=0.2)
     return fig
 
+
 def learning_curve(records, columns=("Same", "Different", "same identity, new pose / % IOD")):
     """Recorded stage-1 learning curves (:mod:`ssl_lab.learning_curve`) of one recipe: one
     record or a list of them (its seeds, one line each), the matching error over images seen,

@@ -182,6 +182,7 @@ def render_params(name: str, n: int) -> dict[str, np.ndarray]:
     spec = _spec(name)
     return image_params(np.arange(n), spec.seed, spec.cfg)
 
+
 def specs_key() -> str:
     """A short hash of the renderer version and every split's definition: what a network
     trained on SynthFaces depends on (the zoo puts it in its cache keys)."""

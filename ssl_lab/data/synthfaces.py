@@ -153,7 +153,6 @@ def image_params(idx, seed: int, cfg: SynthConfig) -> dict[str, np.ndarray]:
     )
 
 
-
 def frontal_light(imp: dict) -> np.ndarray:
     """How lit a face is, per image of :func:`image_params` ``imp``: the renderer's shading
     (ambient + (1 - ambient) max(0, n . l), see :func:`render`) of a surface patch facing the
@@ -162,6 +161,7 @@ def frontal_light(imp: dict) -> np.ndarray:
     amb = np.asarray(imp["ambient"], dtype=np.float64)
     direct = np.cos(imp["light_az"]) * np.cos(imp["light_el"])
     return amb + (1 - amb) * np.clip(direct, 0, None)
+
 
 # ---------------------------------------------------------------- geometry helpers
 def _rotation(yaw, pitch, roll):
