@@ -120,6 +120,14 @@ def _features_input(scale, seed, cfg):
     return [] if name is None else [(name, scale, seed, overrides)]
 
 
+def _artefact(reg, hist, feats, train, cfg, feature_s, wall, **extra) -> dict:
+    """What a regressor recipe returns: the fitted weights, their shape, the feature row and set,
+    the training history and the times (``extra``: recipe-specific entries)."""
+    return dict(state_dict={k: v.detach().cpu().clone() for k, v in reg.state_dict().items()},
+                in_channels=feats.shape[1], num_points=train.landmarks.shape[1], features=cfg["features"],
+                set=cfg["set"], history=hist["loss"], lr=hist["lr"], feature_s=feature_s, wall_s=wall, **extra)
+
+
 @zoo.register("lead/regressor", _REG, build=_build_regressor, inputs=_features_input)
 def train_regressor(cfg, device, seed):
     """Fit the landmark regressor of ``cfg["features"]`` on the ``cfg["set"]`` training split
@@ -135,10 +143,8 @@ def train_regressor(cfg, device, seed):
                               batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                               seed=seed, device=device)
     wall = time.perf_counter() - t1
-    return dict(state_dict={k: v.detach().cpu().clone() for k, v in reg.state_dict().items()},
-                in_channels=feats.shape[1], num_points=train.landmarks.shape[1], features=cfg["features"],
-                set=cfg["set"], history=hist["loss"], lr=hist["lr"], feature_s=t1 - t0, wall_s=wall,
-                images_per_s=epochs * len(feats) / wall if wall > 0 else float("nan"))
+    return _artefact(reg, hist, feats, train, cfg, t1 - t0, wall,
+                     images_per_s=epochs * len(feats) / wall if wall > 0 else float("nan"))
 
 
 #: Table 3.5 (thesis §3.3.2): annotated AFLW_M-role training images, the rows compared, and the
@@ -187,11 +193,7 @@ def train_few_regressor(cfg, device, seed):
                               visible=train.visible[pick], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                               lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=(0.9, 0.999), amsgrad=True,
                               schedule="none", num_per_epoch=len(train) // n * n, seed=cfg["draw"], device=device)
-    wall = time.perf_counter() - t1
-    return dict(state_dict={k: v.detach().cpu().clone() for k, v in reg.state_dict().items()},
-                in_channels=feats.shape[1], num_points=train.landmarks.shape[1], features=cfg["features"],
-                set=cfg["set"], annotated=pick.tolist(), history=hist["loss"], lr=hist["lr"],
-                feature_s=t1 - t0, wall_s=wall)
+    return _artefact(reg, hist, feats, train, cfg, t1 - t0, time.perf_counter() - t1, annotated=pick.tolist())
 
 
 def test_maps(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test"):
