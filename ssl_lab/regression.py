@@ -196,7 +196,7 @@ def train_few_regressor(cfg, device, seed):
     return _artefact(reg, hist, feats, train, cfg, t1 - t0, time.perf_counter() - t1, annotated=pick.tolist())
 
 
-def test_maps(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test"):
+def eval_maps(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test"):
     """``(faces, maps)``: the ``part`` split of ``set_name`` and row ``row``'s frozen float64
     maps of its images, computed once for every regressor evaluated on them."""
     faces = _annotated(set_name, part, scale)
@@ -211,8 +211,8 @@ def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: in
     chapters print the same on every CPU): ``{"iod": mean % IOD, "se": its standard error over
     the test images, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``. ``recipe`` and
     ``overrides`` select another regressor (``"lead/regressor-few"``, ``epochs=``); ``maps``:
-    :func:`test_maps` of the same row, set and part, computed once for many regressors."""
-    faces, feats = maps if maps is not None else test_maps(row, set_name, scale, device, seed, part)
+    :func:`eval_maps` of the same row, set and part, computed once for many regressors."""
+    faces, feats = maps if maps is not None else eval_maps(row, set_name, scale, device, seed, part)
     reg = zoo.get(recipe, scale, device=device, seed=seed, features=row, set=set_name, **overrides).double()
     pred = predict(reg, feats, tuple(faces.data["image"].shape[-2:]), dtype=torch.float64)
     iod, per_image = iod_error(pred, faces.landmarks, visible=faces.visible, per_image=True)

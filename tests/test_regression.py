@@ -66,8 +66,8 @@ def test_few_annotation_regressor_trains_on_its_subset_only(home, one_thread):
     """DVE's limited-annotation protocol at smoke: the manifest names the annotated images, the
     subset is tiled to the split's size each epoch, and maps computed once serve every regressor."""
     from ssl_lab import scales, zoo
-    from ssl_lab.regression import annotated_subset, regression_error, test_maps
-    maps = test_maps("random hypercolumn", "aflw_m", "smoke")
+    from ssl_lab.regression import annotated_subset, regression_error, eval_maps
+    maps = eval_maps("random hypercolumn", "aflw_m", "smoke")
     errs = {n: regression_error("random hypercolumn", "aflw_m", "smoke", recipe="lead/regressor-few", maps=maps,
                                 annotations=n, draw=0)["iod"] for n in (1, 5)}
     assert all(math.isfinite(v) and v > 0 for v in errs.values()) and errs[1] != errs[5]
