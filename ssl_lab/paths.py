@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -35,6 +36,26 @@ def _atomic(path: Path, write) -> Path:
 def atomic_save(obj, path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename."""
     return _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_save_deflated(obj, path) -> Path:
+    """:func:`atomic_save`, its zip records then deflated (zlib level 9): what the shipped zoo
+    writes. ``torch.save`` stores its records uncompressed (so that they can be memory-mapped);
+    ``torch.load`` reads deflated ones too, and int8 weights take about 10 % fewer bytes."""
+    return deflate(atomic_save(obj, path))
+
+
+def deflate(path) -> Path:
+    """Rewrite the ``torch.save`` file ``path`` with its zip records deflated, byte for byte the
+    same records (atomic)."""
+    with zipfile.ZipFile(path) as z:
+        records = [(i.filename, z.read(i)) for i in z.infolist()]
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+            for name, data in records:
+                z.writestr(name, data)
+    return _atomic(path, write)
 
 
 def atomic_write_text(text: str, path) -> Path:

@@ -186,6 +186,9 @@ def test_a_recipe_that_ships_its_state_branches_from_the_shipped_zoo(home, monke
     assert CALLS == [] and torch.equal(art["state"]["D"], expect)           # exact: float32 kept
     assert expect.dtype == torch.float32
     assert "state" not in zoo.load("test/warmup", "smoke")
+    for again in (zoo.restore_shipped, zoo.deflate_shipped):             # stored anew: the state is unchanged
+        again("test/warmup", "smoke")
+        assert torch.equal(zoo.load("test/warmup", "smoke", with_state=True)["state"]["D"], expect)
     state.write_bytes(state.read_bytes()[:-4])
     with pytest.raises(zoo.CorruptArtefact, match="training state .* missing or corrupt"):
         zoo.load("test/warmup", "smoke", with_state=True)
@@ -329,6 +332,25 @@ def test_int8_storage_by_hand_and_round_trip():
     assert (err <= per_channel_step.view(-1, 1, 1, 1) / 2 + 1e-6).all()  # within half a step
     small = torch.randn(4, 4, generator=g)                               # under 1024 values: float16
     assert zoo._compact(small, int8=True).dtype == torch.float16
+
+
+def test_shipped_files_are_deflated_and_load_as_saved(tmp_path):
+    import zipfile
+    from ssl_lab.paths import atomic_save, atomic_save_deflated
+    obj = {"q": torch.randint(-3, 4, (64, 1024), dtype=torch.int8), "x": torch.randn(7), "meta": {"n": 3}}
+    plain, packed = atomic_save(obj, tmp_path / "a.pt"), atomic_save_deflated(obj, tmp_path / "b.pt")
+    with zipfile.ZipFile(packed) as z:
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    assert packed.stat().st_size < plain.stat().st_size / 2          # 7 values of 256: about 3 bits a byte
+    back = torch.load(packed, weights_only=False)
+    assert torch.equal(back["q"], obj["q"]) and torch.equal(back["x"], obj["x"]) and back["meta"] == {"n": 3}
+    assert not list(tmp_path.glob(".*"))                              # no temporary file left behind
+    from ssl_lab.paths import deflate
+    with zipfile.ZipFile(plain) as z:
+        records = {i.filename: z.read(i) for i in z.infolist()}
+    with zipfile.ZipFile(deflate(plain)) as z:                         # the same records, deflated
+        assert {i.filename: z.read(i) for i in z.infolist()} == records
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
 
 
 def test_a_recipe_stored_as_int8_ships_int8(home):
