@@ -326,20 +326,20 @@ _TEACHER = {"lead": "lead/stage1-byol", "dve": "lead/stage1-byol", "cl": "lead/s
             "nmf": "lead/stage1-byol"}
 
 
-def _teacher_of(method):
-    """A stage-2 recipe's ``inputs``: its stage-1 teacher of the same seed."""
-    return lambda scale, seed, cfg: [(_TEACHER[method], scale, seed, {})]
+def _teacher_of(teacher):
+    """A stage-2 recipe's ``inputs``: its stage-1 teacher recipe ``teacher``, of the same seed."""
+    return lambda scale, seed, cfg: [(teacher, scale, seed, {})]
 
 
-def _stage2_recipe(method):
+def _stage2_recipe(method, teacher):
     def train(cfg, device, seed):
         cfg = dict(cfg)
         scale = cfg.pop("scale")
-        teacher = zoo.get(_TEACHER[method], scale, device=device, seed=seed)
+        net = zoo.get(teacher, scale, device=device, seed=seed)
         images = pretraining_images(scale, cfg.pop("n"), cfg.pop("render"))
         from .ssl.lead import train_stage2
-        art = train_stage2(method, images, teacher, cfg, device=device, seed=seed)
-        return {**art, "teacher": dict(recipe=_TEACHER[method], scale=scale, seed=seed)}
+        art = train_stage2(method, images, net, cfg, device=device, seed=seed)
+        return {**art, "teacher": dict(recipe=teacher, scale=scale, seed=seed)}
     return train
 
 
@@ -361,10 +361,20 @@ def _build_stage2(art, device):
 
 # ContrastLandmarks trains its projector with weight decay 5e-4 (cvl-umass/contrast-landmark
 # train_feature_projector.py; its default optimiser is SGD, ours is the Adam all stage-2 methods share).
-for _method, _extra in (("lead", dict(feat_dim=64, proj_dim=256)), ("dve", dict(feat_dim=64)),
-                        ("cl", dict(feat_dim=64, weight_decay=5e-4, amsgrad=False))):
-    zoo.register(f"lead/stage2-{_method}", {s: {**c, **_extra} for s, c in _STAGE2.items()},
-                 build=_build_stage2, store="int8", inputs=_teacher_of(_method))(_stage2_recipe(_method))
+_STAGE2_EXTRA = {"lead": dict(feat_dim=64, proj_dim=256), "dve": dict(feat_dim=64),
+                 "cl": dict(feat_dim=64, weight_decay=5e-4, amsgrad=False)}
+for _method, _extra in _STAGE2_EXTRA.items():
+    zoo.register(f"lead/stage2-{_method}", {s: {**c, **_extra} for s, c in _STAGE2.items()}, build=_build_stage2,
+                 store="int8", inputs=_teacher_of(_TEACHER[_method]))(_stage2_recipe(_method, _TEACHER[_method]))
+
+# Table 3.6 (thesis §3.3.2): each stage-2 objective on the *other* stage-1 network, with its own
+# recipe's config otherwise unchanged (the thesis: "same architectures ... only vary the objective").
+# LEAD's dense net on MoCo and CL's projector on BYOL; the diagonal cells are the recipes above.
+CROSSED_STAGE2 = {"lead/stage2-lead-from-moco": ("lead", "lead/stage1-moco"),
+                  "lead/stage2-cl-from-byol": ("cl", "lead/stage1-byol")}
+for _name, (_method, _teacher) in CROSSED_STAGE2.items():
+    zoo.register(_name, {s: {**c, **_STAGE2_EXTRA[_method]} for s, c in _STAGE2.items()}, build=_build_stage2,
+                 store="int8", inputs=_teacher_of(_teacher))(_stage2_recipe(_method, _teacher))
 
 
 _NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
@@ -372,7 +382,7 @@ _NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
         "full": dict(scale="full", images=2000, pixels=50000, feat_dim=64)}
 
 
-@zoo.register("lead/stage2-nmf", _NMF, build=_build_stage2, inputs=_teacher_of("nmf"))
+@zoo.register("lead/stage2-nmf", _NMF, build=_build_stage2, inputs=_teacher_of(_TEACHER["nmf"]))
 def train_nmf(cfg, device, seed):
     """``BYOL + NMF``: scikit-learn NMF of BYOL hypercolumn vectors, ``pixels`` of them drawn at
     random from the maps of ``images`` MAFL-role training images (the centre-crop framing the
@@ -664,6 +674,7 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
 
 #: the recipes that train data-parallel under torchrun (the others run in one process)
 DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-lead", "lead/stage2-dve",
+                           *CROSSED_STAGE2,
                            "lead/stage2-cl", "hsr/warmup", "hsr/branch"})
 
 

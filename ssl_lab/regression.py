@@ -46,6 +46,8 @@ FEATURES = {
     "CL / 128": ("lead/stage2-cl", dict(feat_dim=128)),
     "LEAD / 256": ("lead/stage2-lead", dict(feat_dim=256, proj_dim=256)),
     "CL / 256": ("lead/stage2-cl", dict(feat_dim=256)),
+    **{f"LEAD on MoCo / {c}": ("lead/stage2-lead-from-moco", dict(feat_dim=c, proj_dim=256)) for c in (64, 128, 256)},
+    **{f"CL on BYOL / {c}": ("lead/stage2-cl-from-byol", dict(feat_dim=c)) for c in (64, 128, 256)},
 }
 #: the thesis's column -> the SynthFaces split prefix of its role
 SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}

@@ -43,6 +43,21 @@ def test_stage2_configs_fit_train_stage2(name):
     assert full["feat_dim"] == 64 and full["size"] == 96
 
 
+def test_table_3_6_trains_each_stage2_objective_on_the_other_stage1_network():
+    """Only the teacher differs from the stage-2 recipe of the same objective (thesis: "same
+    architectures ... only vary the objective")."""
+    from ssl_lab.recipes import CROSSED_STAGE2
+    teachers = set()
+    for name, (method, teacher) in CROSSED_STAGE2.items():
+        own = f"lead/stage2-{method}"
+        for scale in ("smoke", "small", "full"):
+            assert zoo.config(name, scale) == zoo.config(own, scale)
+        assert zoo.inputs(name, "small", 1) == [(teacher, "small", 1, {})]
+        assert zoo.inputs(own, "small", 1)[0][0] != teacher
+        teachers.add(teacher)
+    assert teachers == {"lead/stage1-byol", "lead/stage1-moco"}
+
+
 def test_dino_config_fits_train_dino():
     from ssl_lab.ssl.dino import DEFAULTS as DINO
     for scale in ("smoke", "small"):
