@@ -66,7 +66,8 @@ def _cmd_curve(a):
 
 def _cmd_zoo(a):
     from . import recipes, zoo
-    needed = [] if a.scale == "full" else recipes.book_artefacts(a.scale)
+    needed = (recipes.shipped_artefacts() if a.scale is None else [] if a.scale == "full"
+              else recipes.book_artefacts(a.scale))
     if a.make:
         for name, scale, seed, ov in needed:
             if zoo.shipped_manifest(name, scale, seed, **ov) is None:
@@ -181,8 +182,9 @@ def main(argv=None):
     c.set_defaults(fn=_cmd_curve)
     z = sub.add_parser("zoo", parents=[common], help="list the shipped zoo: ok, stale, corrupt, missing")
     z.add_argument("--make", action="store_true",
-                   help="train (or take from the cache) and ship what the book needs at --scale")
-    z.set_defaults(fn=_cmd_zoo)
+                   help="train (or take from the cache) and ship what the book needs: each chapter's "
+                        "artefacts at its default scale, or at --scale")
+    z.set_defaults(fn=_cmd_zoo, scale=None)
     r = sub.add_parser("run", parents=[common], help="execute a chapter with papermill")
     r.add_argument("notebook", help="a notebook path, or a chapter under book/ (lead/matching)")
     r.add_argument("--out", default=None)

@@ -17,7 +17,9 @@ recipes read the real CelebA from ``$SSL_LAB_DATA/celeba`` (set by ``python -m s
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 
 import torch
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from .data import splits
 from .data.images import to_signed
 from .nets.backbones import Backbone
+from .paths import repo_root
 from . import zoo
 
 
@@ -644,17 +647,17 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 *(s("lead/stage2-lead", feat_dim=c, proj_dim=p) for c, p in LEAD_CONFIGS.values()),
                 s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
                 s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256)]
-    if chapter == "lead/regression":
-        from .regression import (FEATURES, FEW_ANNOTATIONS, FEW_DRAWS, FIG_3_9, TABLE_3_2, TABLE_3_4, TABLE_3_5,
-                                 ZOOM_SET)
-        fits = dict.fromkeys([*((row, st) for grid in (TABLE_3_2, TABLE_3_4) for row, sets in grid.items() for st in sets),
-                              *((row, ZOOM_SET) for row in FIG_3_9)])         # ordered, without repeats
+    if chapter in ("lead/regression", "lead/regression_ablations"):
+        from .regression import ABLATION_FITS, FEATURES, FEW_ANNOTATIONS, FEW_DRAWS, REGRESSION_FITS, TABLE_3_5
+        fits, few = (REGRESSION_FITS, ()) if chapter == "lead/regression" else (ABLATION_FITS, TABLE_3_5)
         feats = {(FEATURES[row][0], tuple(sorted(FEATURES[row][1].items()))) for row, _ in fits
                  if FEATURES[row][0] is not None}
-        return [*(s(name, **dict(ov)) for name, ov in sorted(feats)),
+        teachers = {(t, tuple(sorted(ov.items()))) for name, ov in feats    # CL's projector evaluates on its teacher;
+                    for t, _, _, ov in zoo.inputs(name, scale, seed, **dict(ov))}   # BYOL is gate S2's yardstick
+        return [*(s(name, **dict(ov)) for name, ov in sorted(teachers) + sorted(feats)),
                 *(s("lead/regressor", features=row, set=st) for row, st in fits),
                 *(s("lead/regressor-few", features=row, annotations=n, draw=d)
-                  for row in TABLE_3_5 for n in FEW_ANNOTATIONS for d in FEW_DRAWS[scale])]
+                  for row in few for n in FEW_ANNOTATIONS for d in FEW_DRAWS[scale])]
     if chapter in ("hsr/method", "hsr/design_choices"):
         cfg = zoo.config("hsr/branch", scale)
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
@@ -745,10 +748,31 @@ def training_plan(chapter: str, scale: str, gpus: int = 1, device: str = "cuda",
     return lines
 
 
+#: the book's chapters that load trained artefacts (their paths under ``book/``, no suffix)
+CHAPTERS = ("lead/correspondences", "lead/part_clusters", "lead/matching", "lead/regression",
+            "lead/regression_ablations", "hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/latent_linearity")
+
+
 def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
     """Every artefact any chapter loads at ``scale`` (the union of :func:`chapter_artefacts`)."""
     out = []
-    for chapter in ("lead/correspondences", "lead/part_clusters", "lead/matching", "lead/regression",
-                    "hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/latent_linearity"):
+    for chapter in CHAPTERS:
         out += [a for a in chapter_artefacts(chapter, scale, seed) if a not in out]
+    return out
+
+
+def default_scale(chapter: str) -> str:
+    """The ``scale = "..."`` default of a chapter's parameters cell: the scale of its committed
+    outputs, which the book shows."""
+    nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    return re.search(r'^scale = "(\w+)"', "".join(cell["source"]), re.M).group(1)
+
+
+def shipped_artefacts(seed: int = 0) -> list[tuple[str, str, int, dict]]:
+    """What the shipped zoo holds: every artefact a chapter loads at its default scale. Other
+    smoke networks are trained on first use (seconds to minutes on a CPU) into the cache."""
+    out = []
+    for chapter in CHAPTERS:
+        out += [a for a in chapter_artefacts(chapter, default_scale(chapter), seed) if a not in out]
     return out

@@ -274,29 +274,27 @@ def test_the_cli_ships_and_lists(home, capsys):
     assert "smoke-seed1-n=5" in out and " ok " in out and "shipped zoo" in out
 
 
-def _default_scale(notebook) -> str:
-    """The ``scale = "..."`` default of a chapter's parameters cell."""
-    import re
-    nb = json.loads(notebook.read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    return re.search(r'^scale = "(\w+)"', "".join(cell["source"]), re.M).group(1)
-
-
 def test_the_book_finds_every_artefact_it_loads_shipped_and_current():
     """The chapters evaluate only shipped artefacts: each one a chapter loads at its default
-    scale is in results/zoo with a current key and an intact file."""
+    scale is in results/zoo with a current key and an intact file; the zoo holds nothing else,
+    and stays under the design's 100 MB."""
     from ssl_lab import recipes
     book = Path(__file__).resolve().parents[1] / "book"
-    needed = [a for nb in sorted(book.rglob("*.ipynb")) if ".ipynb_checkpoints" not in nb.parts
-              for a in recipes.chapter_artefacts(str(nb.relative_to(book).with_suffix("")), _default_scale(nb))]
-    assert needed and all(a in recipes.book_artefacts(a[1]) for a in needed)
+    chapters = [str(nb.relative_to(book).with_suffix("")) for nb in sorted(book.rglob("*.ipynb"))
+                if ".ipynb_checkpoints" not in nb.parts]
+    loading = [c for c in chapters if recipes.chapter_artefacts(c, recipes.default_scale(c))]
+    assert sorted(loading) == sorted(recipes.CHAPTERS)
+    needed = recipes.shipped_artefacts()
     missing = [zoo.train_command(n, s, sd, **ov) for n, s, sd, ov in needed
                if zoo.shipped_manifest(n, s, sd, **ov) is None]
     assert not missing, "not shipped or stale; make them with:\n" + "\n".join(missing)
     bad = [r for r in zoo.listing() if r["status"] != "ok"]
     assert not bad, bad
+    wanted = {zoo.shipped_path(n, s, sd, **ov).resolve() for n, s, sd, ov in needed}
+    extra = [p for p in zoo.zoo_dir().rglob("*.pt") if not p.name.endswith(".state.pt") and p.resolve() not in wanted]
+    assert not extra, f"shipped but loaded by no chapter at its default scale: {extra}"
     size = sum(p.stat().st_size for p in zoo.zoo_dir().rglob("*") if p.is_file())
-    assert size < 100 * 2**20
+    assert size < 100e6
 
 
 def test_recorded_runs_leave_out_the_shipped_zoo(tmp_path):
@@ -399,20 +397,26 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
     (the others in one process), the weights files of the full-scale HSR chapters, what has no
     config at that scale, and last the `run` command."""
     from ssl_lab.recipes import training_plan
-    from ssl_lab.regression import FEW_ANNOTATIONS, FEW_DRAWS, FIG_3_9, TABLE_3_2, TABLE_3_4, TABLE_3_5
-    reg = training_plan("lead/regression", "full", gpus=2, data_root="/data")
-    trained = [line.split(" train ")[1].split(" --scale")[0] for line in reg if " train " in line]
-    nets = [t for t in trained if t.startswith("lead/stage")]
-    assert trained[:len(nets)] == nets and len(nets) == 9          # networks first, then the regressors
-    assert nets.index("lead/stage1-moco") < min(i for i, t in enumerate(nets) if t == "lead/stage2-cl")
-    assert nets.index("lead/stage1-byol") < min(i for i, t in enumerate(nets) if t in ("lead/stage2-dve",
-                                                                                      "lead/stage2-lead"))
-    assert all(line.startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage") for line in reg[:9])
-    assert all(line.startswith("python -m ssl_lab train lead/regressor") for line in reg[9:-1])
-    fits = {(row, s) for grid in (TABLE_3_2, TABLE_3_4) for row, sets in grid.items() for s in sets}
-    assert len(reg[9:-1]) == len(fits) + len(FIG_3_9) + len(TABLE_3_5) * len(FEW_ANNOTATIONS) * len(FEW_DRAWS["full"])
-    assert all("--data-root /data" in line and "--ship" not in line for line in reg)
-    assert reg[-1] == "python -m ssl_lab run lead/regression --scale full --device cuda --seed 0 --data-root /data"
+    from ssl_lab.regression import (FEW_ANNOTATIONS, FEW_DRAWS, FIG_3_9, TABLE_3_2, TABLE_3_4, TABLE_3_5, TABLE_3_6,
+                                    TABLE_3_6_DIMS)
+    dims = {row.format(c) for row in TABLE_3_6.values() for c in TABLE_3_6_DIMS}
+    for page, n_nets, n_fits in (
+            ("lead/regression", 5, len({(row, s) for row, sets in TABLE_3_2.items() for s in sets}) + len(FIG_3_9)),
+            ("lead/regression_ablations", 15,
+             len({(row, s) for row, sets in TABLE_3_4.items() for s in sets} | {(r, "aflw_m") for r in dims})
+             + len(TABLE_3_5) * len(FEW_ANNOTATIONS) * len(FEW_DRAWS["full"]))):
+        reg = training_plan(page, "full", gpus=2, data_root="/data")
+        trained = [line.split(" train ")[1].split(" --scale")[0] for line in reg if " train " in line]
+        nets = [t for t in trained if t.startswith("lead/stage")]
+        assert trained[:len(nets)] == nets and len(nets) == n_nets      # networks first, then the regressors
+        for teacher, students in (("lead/stage1-moco", ("lead/stage2-cl", "lead/stage2-lead-from-moco")),
+                                  ("lead/stage1-byol", ("lead/stage2-dve", "lead/stage2-lead", "lead/stage2-cl-from-byol"))):
+            assert nets.index(teacher) < min(i for i, t in enumerate(nets) if t in students)
+        assert all(line.startswith("torchrun --nproc_per_node 2 -m ssl_lab train lead/stage") for line in reg[:n_nets])
+        assert all(line.startswith("python -m ssl_lab train lead/regressor") for line in reg[n_nets:-1])
+        assert len(reg[n_nets:-1]) == n_fits
+        assert all("--data-root /data" in line and "--ship" not in line for line in reg)
+        assert reg[-1] == f"python -m ssl_lab run {page} --scale full --device cuda --seed 0 --data-root /data"
     hsr = training_plan("hsr/design_choices", "full", gpus=4)
     assert "# put dino_vitbase16_pretrain.pth under DATA/weights/ (see HSR_FULL_NETWORKS)" in hsr
     assert "# put pt_inception-2015-12-05-6726825d.pth under DATA/weights/ (see ssl_lab.nets.extractors)" in hsr
@@ -439,11 +443,13 @@ def test_the_full_scale_page_shows_what_plan_prints():
     block = page.split("For the matching chapter:\n\n```bash\n", 1)[1].split("```", 1)[0]
     assert block.splitlines() == training_plan("lead/matching", "full", gpus=2, data_root="/data")
     reg = training_plan("lead/regression", "full", gpus=2, data_root="/data")
-    full = sum("train lead/regressor " in line for line in reg)
-    few = sum("train lead/regressor-few " in line for line in reg)
+    ablations = training_plan("lead/regression_ablations", "full", gpus=2, data_root="/data")
+    count = lambda plan, recipe: sum(f"train {recipe} " in line for line in plan)
     text = " ".join(page.split())
-    assert f"`lead/regressor` per feature row and role set ({full} commands)" in text
-    assert f"annotation budget and draw of Table 3.5 ({few} commands)" in text
+    assert f"`lead/regressor` per feature row and role set ({count(reg, 'lead/regressor')} commands)" in text
+    assert (f"its ablations page needs {count(ablations, 'lead/regressor')} regressors of Tables 3.4 and 3.6 and one "
+            f"`lead/regressor-few` per row, annotation budget and draw of Table 3.5 "
+            f"({count(ablations, 'lead/regressor-few')} commands)") in text
 
 
 def test_beyond_noise_by_hand():
