@@ -9,7 +9,9 @@ Registered here (imported lazily by :mod:`ssl_lab.zoo`):
 * ``lead/stage2-lead`` (LEAD's dense net, overrides ``feat_dim`` and ``proj_dim``),
   ``lead/stage2-dve``, ``lead/stage2-cl`` and ``lead/stage2-nmf``: the compact dense
   features of the matching chapter (thesis Tables 3.1 and 3.3), each on top of its stage-1
-  network (BYOL; MoCo for CL), which the zoo trains first if needed.
+  network (BYOL; MoCo for CL), which the zoo trains first if needed;
+  ``lead/stage2-lead-from-moco`` and ``lead/stage2-cl-from-byol``: the same objectives on the
+  other stage-1 network (Table 3.6).
 
 ``build`` returns a :class:`~ssl_lab.nets.backbones.Backbone` in eval mode. At full scale the
 recipes read the real CelebA from ``$SSL_LAB_DATA/celeba`` (set by ``python -m ssl_lab train

@@ -280,13 +280,15 @@ def train_stage2(method: str, images: torch.Tensor, teacher: Backbone, cfg: dict
     """Train a compact dense feature extractor on ``images`` (N, 3, H, W) (uint8 or float).
 
     ``method``:
-      * ``"lead"``: DenseNet with the encoder initialised from ``teacher`` (stage-1 BYOL), plus a
+      * ``"lead"``: DenseNet with the encoder initialised from ``teacher`` (stage-1 BYOL; MoCo in
+        Table 3.6's ``lead/stage2-lead-from-moco``), plus a
         projection head of ``proj_dim`` (None: none); :func:`lead_loss` against the frozen
         teacher's hypercolumns, each image paired with the next one in the batch.
       * ``"dve"``: the same DenseNet (encoder from ``teacher``), trained with
         :func:`~ssl_lab.ssl.equivariance.dve_loss` between an image and its random TPS warp,
         exchanging descriptors through the next image in the batch.
-      * ``"cl"``: :class:`ProjectedHypercolumn` on the frozen ``teacher`` (stage-1 MoCo),
+      * ``"cl"``: :class:`ProjectedHypercolumn` on the frozen ``teacher`` (stage-1 MoCo; BYOL in
+        ``lead/stage2-cl-from-byol``),
         trained with :func:`~ssl_lab.ssl.equivariance.equivariance_loss` on TPS warps.
 
     Adam with a cosine decay. The thesis does not give stage 2's optimizer. The defaults
