@@ -66,8 +66,7 @@ def _cmd_curve(a):
 
 def _cmd_zoo(a):
     from . import recipes, zoo
-    needed = (recipes.shipped_artefacts() if a.scale is None else [] if a.scale == "full"
-              else recipes.book_artefacts(a.scale))
+    needed = [] if a.scale == "full" else recipes.book_artefacts(a.scale)   # None: each chapter's default
     if a.make:
         for name, scale, seed, ov in needed:
             if zoo.shipped_manifest(name, scale, seed, **ov) is None:

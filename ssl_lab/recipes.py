@@ -755,11 +755,13 @@ CHAPTERS = ("lead/correspondences", "lead/part_clusters", "lead/matching", "lead
             "lead/regression_ablations", "hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/latent_linearity")
 
 
-def book_artefacts(scale: str, seed: int = 0) -> list[tuple[str, str, int, dict]]:
-    """Every artefact any chapter loads at ``scale`` (the union of :func:`chapter_artefacts`)."""
+def book_artefacts(scale: str | None = None, seed: int = 0) -> list[tuple[str, str, int, dict]]:
+    """Every artefact any chapter loads at ``scale`` (the union of :func:`chapter_artefacts`);
+    with ``scale=None``, each chapter at its default scale: what the shipped zoo holds. Other
+    smoke networks are trained on first use (seconds to minutes on a CPU) into the cache."""
     out = []
     for chapter in CHAPTERS:
-        out += [a for a in chapter_artefacts(chapter, scale, seed) if a not in out]
+        out += [a for a in chapter_artefacts(chapter, scale or default_scale(chapter), seed) if a not in out]
     return out
 
 
@@ -769,12 +771,3 @@ def default_scale(chapter: str) -> str:
     nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     return re.search(r'^scale = "(\w+)"', "".join(cell["source"]), re.M).group(1)
-
-
-def shipped_artefacts(seed: int = 0) -> list[tuple[str, str, int, dict]]:
-    """What the shipped zoo holds: every artefact a chapter loads at its default scale. Other
-    smoke networks are trained on first use (seconds to minutes on a CPU) into the cache."""
-    out = []
-    for chapter in CHAPTERS:
-        out += [a for a in chapter_artefacts(chapter, default_scale(chapter), seed) if a not in out]
-    return out

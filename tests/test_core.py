@@ -284,7 +284,7 @@ def test_the_book_finds_every_artefact_it_loads_shipped_and_current():
                 if ".ipynb_checkpoints" not in nb.parts]
     loading = [c for c in chapters if recipes.chapter_artefacts(c, recipes.default_scale(c))]
     assert sorted(loading) == sorted(recipes.CHAPTERS)
-    needed = recipes.shipped_artefacts()
+    needed = recipes.book_artefacts()
     missing = [zoo.train_command(n, s, sd, **ov) for n, s, sd, ov in needed
                if zoo.shipped_manifest(n, s, sd, **ov) is None]
     assert not missing, "not shipped or stale; make them with:\n" + "\n".join(missing)
