@@ -48,7 +48,7 @@ from typing import Any, Callable
 import torch
 
 from . import distributed
-from .paths import atomic_save, atomic_save_deflated, atomic_write_text, deflate, home, repo_root
+from .paths import atomic_save, atomic_save_deflated, atomic_write_text, home, repo_root
 from .results import device_name, git_commit
 
 
@@ -335,8 +335,7 @@ def ship(name: str, scale: str, seed: int = 0, device="cpu", gates: dict | None 
 
 def restore_shipped(name: str, scale: str, seed: int = 0, **overrides) -> Path:
     """Rewrite a current shipped artefact in its recipe's present ``store`` (after a change of
-    storage, e.g. float16 -> int8, or to deflate a file shipped before the zoo deflated its
-    files), from the shipped file itself: the same trained weights,
+    storage, e.g. float16 -> int8), from the shipped file itself: the same trained weights,
     restored and compacted again; the manifest keeps its provenance (commit, wall time,
     gates) and gets the new ``sha256``, ``bytes``, ``stored`` and a ``restored_from`` note.
     Nothing is retrained, so what was trained from it stays current."""
@@ -350,37 +349,8 @@ def restore_shipped(name: str, scale: str, seed: int = 0, **overrides) -> Path:
     out = atomic_save_deflated(_compact(art, int8=store == "int8"), sp)
     m = {**m, "restored_from": f"{m['stored']} (sha256 {m['sha256'][:12]}...)", "stored": STORES[store],
          "sha256": sha256(out), "bytes": out.stat().st_size}
-    m = _deflate_state(m, out)
     atomic_write_text(json.dumps(m, indent=1, default=str) + "\n", out.with_suffix(".json"))
     return out
-
-
-def _deflate_state(m: dict, artefact: Path) -> dict:
-    """The manifest ``m`` after deflating the training state shipped beside ``artefact`` (if any)."""
-    if "state_file" not in m:
-        return m
-    st = _state_path(artefact)
-    if sha256(st) != m["state_sha256"]:
-        raise CorruptArtefact(f"{st}: sha256 differs from its manifest's state_sha256")
-    deflate(st)
-    return {**m, "state_sha256": sha256(st), "state_bytes": st.stat().st_size}
-
-
-def deflate_shipped(name: str, scale: str, seed: int = 0, **overrides) -> Path:
-    """Deflate the zip records of a shipped artefact written before the zoo deflated its files
-    (and of its training state): the same records byte for byte, so the same values, a new
-    ``sha256`` and ``bytes`` in its manifest. Unlike :func:`restore_shipped` nothing is stored
-    anew, so a file kept in an older ``store`` keeps its values."""
-    sp = shipped_path(name, scale, seed, **overrides)
-    m = shipped_manifest(name, scale, seed, **overrides)
-    if m is None:
-        raise MissingArtefact(f"no current shipped artefact {sp} to deflate")
-    _check_sha(sp, m)
-    deflate(sp)
-    stored = m["stored"] if "deflated" in m["stored"] else m["stored"] + "; zip records deflated"
-    m = _deflate_state({**m, "stored": stored, "sha256": sha256(sp), "bytes": sp.stat().st_size}, sp)
-    atomic_write_text(json.dumps(m, indent=1, default=str) + "\n", sp.with_suffix(".json"))
-    return sp
 
 
 def _state_path(artefact: Path) -> Path:
