@@ -589,6 +589,29 @@ def _build_classifier(art, device):
     return clf.to(device).eval().requires_grad_(False)
 
 
+def als_classifiers(scale: str, device="cpu", seed: int = 0):
+    """The ALS chapter's attribute classifiers ``C_j``: an object whose ``.scores(images)`` maps
+    generator images in [-1, 1] to ``(B, 6)`` logits in the order of
+    :data:`ssl_lab.attribute_classifier.ALS_ATTRIBUTES`. At full scale the StyleGAN release's
+    CelebA-HQ classifiers (:data:`ssl_lab.nets.celebahq_classifier.ALS_FILES`), read from
+    ``<data root>/weights/``; a missing file is a ``FileNotFoundError`` naming it and where it must
+    be. Below full scale the ``als/classifier`` artefact of ``seed``."""
+    if scale != "full":
+        return zoo.get("als/classifier", scale, device=device, seed=seed)
+    from .attribute_classifier import ALS_ATTRIBUTES
+    from .nets.celebahq_classifier import ALS_FILES, SOURCE, CelebAHQAttributeClassifiers, load_celebahq_classifier
+    assert list(ALS_FILES) == list(ALS_ATTRIBUTES)
+    paths = {a: _weights_file(f, "the CelebA-HQ attribute classifiers") for a, (f, _) in ALS_FILES.items()}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"ALS at full scale needs the CelebA-HQ attribute classifiers {missing} in "
+                                f"{next(iter(paths.values())).parent} (from {SOURCE}); nothing is downloaded "
+                                "here: put local copies there")
+    clfs = CelebAHQAttributeClassifiers({a: load_celebahq_classifier(p) for a, p in paths.items()},
+                                        {a: sign for a, (_, sign) in ALS_FILES.items()})
+    return clfs.to(device)
+
+
 @zoo.register("als/classifier", _ALS_CLF, build=_build_classifier, store="int8")
 def train_attribute_classifier(cfg, device, seed):
     """The attribute classifiers ``C_j`` of ALS below full scale
@@ -669,8 +692,8 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
     if chapter == "hsr/warmup":                                             # the generator, the FD network
         return [s("hsr/warmup"), *fd_net]
-    if chapter == "hsr/latent_linearity":
-        return [s("als/classifier"), s("lead/supervised", 1),             # C_j; the projection distance
+    if chapter == "hsr/latent_linearity":                                 # C_j (full: weights files);
+        return [*([] if scale == "full" else [s("als/classifier")]), *fd_net,   # the projection distance
                 *(s(name, **ov) for name, ov in ALS_GENERATORS.values()),
                 *(s(*ALS_GENERATORS[row][:1], sd, **ALS_GENERATORS[row][1])
                   for sd in ALS_BRANCH_SEEDS[scale][1:] for row in ALS_EDITED)]
@@ -686,8 +709,13 @@ DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-
 def chapter_weights(chapter: str, scale: str) -> list[str]:
     """The local weights files (under ``<data root>/weights``) that chapter ``chapter`` reads at
     ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`)
-    and their image metrics' networks (FID's Inception-v3, PPL's LPIPS-VGG trunk)."""
+    and their image metrics' networks (FID's Inception-v3, PPL's LPIPS-VGG trunk); the ALS
+    chapter's six CelebA-HQ attribute classifiers (:func:`als_classifiers`) and FID's
+    Inception-v3 (its projection distance, :func:`eval_features`)."""
+    from .nets.celebahq_classifier import ALS_FILES
     from .nets.extractors import FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS
+    if scale == "full" and chapter == "hsr/latent_linearity":
+        return [f for f, _ in ALS_FILES.values()] + [FID_INCEPTION_WEIGHTS]
     if scale != "full" or chapter not in ("hsr/warmup", "hsr/method", "hsr/design_choices"):
         return []
     metrics = [FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS]
@@ -734,9 +762,11 @@ def training_plan(chapter: str, scale: str, gpus: int = 1, device: str = "cuda",
     import shlex
     full = scale == "full"
     root = f" --data-root {shlex.quote(data_root)}" if full else ""
-    hsr_files = {v[2] for v in HSR_FULL_NETWORKS.values()}
-    lines = [f"# put {f} under {data_root}/weights/ (see "
-             f"{'HSR_FULL_NETWORKS' if f in hsr_files else 'ssl_lab.nets.extractors'})" for f in chapter_weights(chapter, scale)]
+    from .nets.celebahq_classifier import ALS_FILES
+    see = {**{v[2]: "HSR_FULL_NETWORKS" for v in HSR_FULL_NETWORKS.values()},
+           **{f: "ssl_lab.nets.celebahq_classifier" for f, _ in ALS_FILES.values()}}
+    lines = [f"# put {f} under {data_root}/weights/ (see {see.get(f, 'ssl_lab.nets.extractors')})"
+             for f in chapter_weights(chapter, scale)]
     for name, sc, sd, ov in _with_inputs(chapter_artefacts(chapter, scale, seed)):
         try:
             zoo.config(name, sc, **ov)

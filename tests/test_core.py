@@ -385,10 +385,11 @@ def test_cli_run_checks_its_inputs_before_executing(tmp_path, monkeypatch):
     assert os.environ["SSL_LAB_ZOO"] == str((tmp_path / "zoo").resolve())
 
 
-def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
+def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys, monkeypatch):
     """`plan`: teachers and warm-ups before what loads them, data-parallel recipes under torchrun
-    (the others in one process), the weights files of the full-scale HSR chapters, what has no
-    config at that scale, and last the `run` command."""
+    (the others in one process), the weights files of the full-scale HSR and ALS chapters, what has
+    no config at that scale, and last the `run` command."""
+    from ssl_lab import recipes
     from ssl_lab.recipes import training_plan
     from ssl_lab.regression import (FEW_ANNOTATIONS, FEW_DRAWS, FIG_3_9, TABLE_3_2, TABLE_3_4, TABLE_3_5, TABLE_3_6,
                                     TABLE_3_6_DIMS)
@@ -417,8 +418,14 @@ def test_cli_plan_lists_what_a_chapter_loads_in_training_order(capsys):
     assert "hsr/warmup" in trains[0] and all("hsr/branch" in t for t in trains[1:]) and len(trains) == 12
     assert not any("lead/supervised" in line for line in hsr)
     assert not any("vit-dino" in line or "stage1-byol" in line for line in hsr)   # no stand-ins at full
-    als = training_plan("hsr/latent_linearity", "full")
-    assert als[0].startswith("# not available: recipe 'als/classifier' has no config for scale 'full'")
+    als = training_plan("hsr/latent_linearity", "full")           # full: the CelebA-HQ classifiers' files
+    assert als[0] == "# put celebahq-classifier-00-male.pkl under DATA/weights/ (see ssl_lab.nets.celebahq_classifier)"
+    assert sum(line.startswith("# put celebahq-classifier-") for line in als) == 6
+    assert not any("not available" in line or "als/classifier" in line or "lead/supervised" in line for line in als)
+    with monkeypatch.context() as m:                               # an artefact without a config at that scale
+        m.setattr(recipes, "chapter_artefacts", lambda chapter, scale, seed=0: [("hsr/vit-dino", scale, seed, {})])
+        assert training_plan("hsr/method", "full")[-2].startswith(
+            "# not available: recipe 'hsr/vit-dino' has no config for scale 'full'")
     small = training_plan("hsr/latent_linearity", "small", device="cpu")
     order = [line.split(" train ")[1].split(" --scale")[0] for line in small if " train " in line]
     assert order.index("hsr/warmup") < order.index("hsr/branch") and order.index("lead/stage1-byol") < len(order) - 1
