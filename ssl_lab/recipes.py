@@ -165,8 +165,13 @@ VIT_SHAPE = {"smoke": {**_VIT, "embed_dim": 48}, "small": _VIT}
 _DINO = {
     "smoke": dict(scale="smoke", n=256, render=32, size=32, local_size=16, batch_size=16, steps=4,
                   **VIT_SHAPE["smoke"]),
+    # small: 200 steps (0.6 passes) learned nothing: the loss went 6.54 -> 6.2 (ln 1024 = 6.93),
+    # the teacher (an EMA from momentum 0.996) kept much of its initialisation, and a linear probe
+    # of the six ALS attributes on it scored a mean AUC of 0.805 against the random-init ViT's
+    # 0.806 (gate V failed). 1600 steps (5 passes) in bf16 autocast: 4.4 s a step on one AMX
+    # core against 6.0 in fp32 (timed over 6 steps each).
     "small": dict(scale="small", n=20000, render=64, size=64, local_size=32, batch_size=64,
-                  steps=200, **VIT_SHAPE["small"]),
+                  steps=1600, amp=True, **VIT_SHAPE["small"]),
 }
 
 
@@ -175,7 +180,8 @@ def train_vit_dino(cfg, device, seed):
     from .ssl.dino import train_dino
     cfg = dict(cfg)
     images = pretraining_images(cfg.pop("scale"), cfg.pop("n"), cfg.pop("render"))
-    return train_dino(images, cfg, device=device, seed=seed, progress=True)
+    return train_dino(images, cfg, device=device, seed=seed, progress=True,
+                      checkpoint=zoo.training_checkpoint())
 
 
 _VIT_SUP = {

@@ -58,10 +58,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ..paths import atomic_save
 from ..progress import bar as progress_bar
 
 from ..nets.extractors import IMAGENET_MEAN, IMAGENET_STD
@@ -262,7 +264,7 @@ DEFAULTS = dict(
     student_temp=0.1, teacher_temp=0.04,    # paper's long runs: teacher_temp 0.07 after
     warmup_teacher_temp=0.04, teacher_temp_warmup_frac=0.3,   # a 0.04 -> 0.07 warm-up
     center_momentum=0.9,
-    amp=False,                              # bf16 autocast on CUDA
+    amp=False,                              # bf16 autocast (CUDA, or a CPU with AMX)
 )
 
 
@@ -290,7 +292,8 @@ def vit_kwargs(cfg: dict) -> dict:
 
 
 def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed: int = 0,
-               progress: bool = True) -> dict:
+               progress: bool = True, checkpoint=None, checkpoint_every: int = 50,
+               max_steps: int | None = None) -> dict | None:
     """Train a small ViT with DINO on ``images`` ((N, 3, H, W), uint8 or float in [0, 1], on
     any device) for ``cfg["steps"]`` steps of ``batch_size`` images, each seen as 2 global
     and ``n_local`` local crops (see :data:`DEFAULTS` and the module docstring).
@@ -301,7 +304,13 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     **vit_features_kwargs)`` gives the HSR feature network), ``center``, ``history`` (loss per
     step), ``schedule`` (lr, weight decay, momentum and teacher temperature per step),
     ``config``, ``seed``, ``steps``, ``wall_s`` and ``images_per_s`` (images, each seen as
-    ``2 + n_local`` crops, per second)."""
+    ``2 + n_local`` crops, per second).
+
+    ``checkpoint``: a file that holds the whole training state (student, teacher, optimiser,
+    centre, data order and RNG states, history), written atomically every ``checkpoint_every``
+    steps; if it exists, training resumes from it and ends as the uninterrupted run would.
+    ``max_steps``: stop after that many steps of this call, write the checkpoint and return
+    None (one process only)."""
     cfg = resolve_config("train_dino", cfg, DEFAULTS, images)
     device = torch.device(device)
     bs = min(cfg["batch_size"], len(images))
@@ -329,11 +338,25 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     tt_warmup = int(round(cfg["teacher_temp_warmup_frac"] * steps))
     freeze_last = int(round(cfg["freeze_last_frac"] * steps))
     center = torch.zeros(1, cfg["out_dim"], device=device)
-    amp = bool(cfg["amp"]) and device.type == "cuda"
+    amp = bool(cfg["amp"])
 
-    order, pos, history = torch.randperm(len(images), generator=gen), 0, []
+    order, pos, history, start, wall0 = torch.randperm(len(images), generator=gen), 0, [], 0, 0.0
     schedule = dict(lr=[], weight_decay=[], momentum=[], teacher_temp=[])
-    bar = progress_bar(range(steps), "dino vit", show=progress)
+    if checkpoint is not None and Path(checkpoint).exists():
+        st = torch.load(checkpoint, map_location=device, weights_only=False)
+        student.load_state_dict(st["student"]); teacher.load_state_dict(st["teacher"])
+        opt.load_state_dict(st["opt"]); gen.set_state(st["gen"]); torch.set_rng_state(st["rng"])
+        center, order, pos, history = st["center"], st["order"], st["pos"], st["history"]
+        schedule, start, wall0 = st["schedule"], st["step"], st["wall_s"]
+
+    def save_state(step):
+        atomic_save(dict(student=student.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
+                         gen=gen.get_state(), rng=torch.get_rng_state(), center=center, order=order,
+                         pos=pos, history=history, schedule=schedule, step=step,
+                         wall_s=wall0 + time.perf_counter() - t0), checkpoint)
+
+    end = steps if max_steps is None else min(steps, start + max_steps)
+    bar = progress_bar(range(start, end), "dino vit", show=progress, initial=start, total=steps)
     t0 = time.perf_counter()
     for step in bar:
         lr = lr_at(step, steps, base_lr, cfg["min_lr"], warmup)
@@ -374,7 +397,13 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
         for k, v in zip(schedule, (lr, wd, tau, t_temp)):
             schedule[k].append(v)
         bar.set_postfix(loss=f"{history[-1]:.3f}")
-    wall = time.perf_counter() - t0
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_state(step + 1)
+    if end < steps:
+        if checkpoint is not None:
+            save_state(end)
+        return None
+    wall = wall0 + time.perf_counter() - t0
 
     def cpu(sd):
         return {k: v.detach().cpu().clone() for k, v in sd.items()}
