@@ -120,6 +120,32 @@ def test_feature_probe_and_attribute_classifier_recipes(home, one_thread):
     assert isinstance(clf, ac.AttributeClassifier) and not clf.training
 
 
+def test_attribute_fit_crops_at_the_configured_size_in_bf16_if_asked(home, one_thread):
+    """``_fit_attributes`` resamples its crops to ``crop`` x the render size (3/4 by default, as
+    lead/supervised trains) and runs the forward pass in bf16 autocast when ``amp`` is set,
+    its loss in float32."""
+    import torch
+    from torch import nn
+    from ssl_lab.recipes import _fit_attributes
+    seen = []
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 4)
+
+        def forward(self, x):
+            seen.append((x.shape[-1], torch.is_autocast_enabled(x.device.type)))
+            return self.fc(x.mean((2, 3)))
+
+    cfg = dict(scale="smoke", n=256, render=48, batch_size=4, steps=2, lr=1e-3)
+    for extra, size, amp in ((dict(), 36, False), (dict(crop=1.0, amp=True), 48, True)):
+        seen.clear()
+        net = Net()
+        hist = _fit_attributes(net, net, 4, {**cfg, **extra}, "cpu", 0)
+        assert seen == [(size, amp)] * 2 and all(torch.isfinite(torch.tensor(hist)))
+
+
 def test_full_scale_gan_images_come_from_the_data_root(tmp_path, monkeypatch):
     import torch
     from PIL import Image
