@@ -698,7 +698,11 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 *(s("lead/regressor", features=row, set=st) for row, st in fits),
                 *(s("lead/regressor-few", features=row, annotations=n, draw=d)
                   for row in few for n in FEW_ANNOTATIONS for d in FEW_DRAWS[scale])]
-    if chapter in ("hsr/method", "hsr/design_choices"):
+    if chapter == "hsr/method":                                          # the ALS chapter's pair of branches
+        row = ALS_GENERATORS["SG2-ADA + HSR"][1]["features"]
+        standin = [] if scale == "full" else [s(HSR_FEATURES[row])]         # full: a weights file
+        return [*standin, *(s(name, **ov) for name, ov in ALS_GENERATORS.values())]
+    if chapter == "hsr/design_choices":
         cfg = zoo.config("hsr/branch", scale)
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
         standins = ([] if scale == "full" else                              # full: weights files
@@ -723,8 +727,8 @@ DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-
 
 def chapter_weights(chapter: str, scale: str) -> list[str]:
     """The local weights files (under ``<data root>/weights``) that chapter ``chapter`` reads at
-    ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`)
-    and their image metrics' networks (FID's Inception-v3, PPL's LPIPS-VGG trunk); the ALS
+    ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`; the
+    method page reads its HSR branch's one only) and their image metrics' networks (FID's Inception-v3, PPL's LPIPS-VGG trunk); the ALS
     chapter's six CelebA-HQ attribute classifiers (:func:`als_classifiers`) and FID's
     Inception-v3 (its projection distance, :func:`eval_features`)."""
     from .nets.celebahq_classifier import ALS_FILES
@@ -736,6 +740,8 @@ def chapter_weights(chapter: str, scale: str) -> list[str]:
     metrics = [FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS]
     if chapter == "hsr/warmup":
         return metrics
+    if chapter == "hsr/method":                  # the HSR branch's feature network only, no metrics
+        return [HSR_FULL_NETWORKS[ALS_GENERATORS["SG2-ADA + HSR"][1]["features"]][2]]
     return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]] + metrics
 
 
