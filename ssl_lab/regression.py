@@ -56,7 +56,7 @@ SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 #: 64-d map takes about 7 min on MAFL (120 epochs of 157 steps of 22 ms) and 2 on an AFLW set;
 #: on the 960-d random hypercolumn about 4 x that (the 1x1 filters cost 15 x more, the
 #: soft-argmax the same). The 68-point regressors of 300-W (3,400 soft-argmax maps, 80 epochs of
-#: 99 steps) took about 0.73 s a step on one core: 96 min each for LEAD-64, CL-64 and DVE-64. Not
+#: 99 steps) took about 0.73 s a step on one core: 82-96 min each for LEAD-64, CL-64 and DVE-64. Not
 #: trained on 300-W: the random-init hypercolumn, whose regressor would hold 3.3 M weights (6.5 MB
 #: as float16, beyond the shipped zoo's budget) and cost more again (gate R names the yardstick it
 #: lacks there). Rows still to be trained and shipped: the BYOL and MoCo hypercolumns.

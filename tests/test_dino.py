@@ -210,7 +210,7 @@ def test_train_dino_two_steps(one_thread):
 
 def test_train_dino_killed_and_resumed_equals_uninterrupted(one_thread, tmp_path):
     """Stopped after 2 of 5 steps (checkpoint written), then resumed: the same teacher, student,
-    centre and losses as one uninterrupted run, and the checkpoint is not left half-written."""
+    centre, losses and schedule as one uninterrupted run."""
     images = (torch.rand(8, 3, 32, 32) * 255).to(torch.uint8)
     cfg = dict(TINY, steps=5, batch_size=3)     # 3 does not divide 8: the resume crosses a new pass
     whole = train_dino(images, cfg, seed=1, progress=False)
