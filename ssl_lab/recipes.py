@@ -668,6 +668,8 @@ HSR_VARIANTS = {"StyleGAN2-ADA": dict(features="none"),
 ALS_GENERATORS = {"SG2-ADA": ("hsr/branch", {}),
                   "SG2-ADA + HSR": ("hsr/branch", {"features": "ResNet50 DINO"}),
                   "SG2-ADA warm-up": ("hsr/warmup", {})}
+#: the feature network (Table 4.1 row) of the HSR generator of ALS_GENERATORS (and of the method page)
+ALS_HSR_FEATURES = ALS_GENERATORS["SG2-ADA + HSR"][1]["features"]
 #: the ALS rows whose edits are projected and scored (Fig. 4.11 compares these two)
 ALS_EDITED = ("SG2-ADA", "SG2-ADA + HSR")
 #: the branch (training) seeds of the ALS_EDITED generators the ALS chapter scores, per scale
@@ -700,8 +702,7 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 *(s("lead/regressor-few", features=row, annotations=n, draw=d)
                   for row in few for n in FEW_ANNOTATIONS for d in FEW_DRAWS[scale])]
     if chapter == "hsr/method":                                          # the ALS chapter's pair of branches
-        row = ALS_GENERATORS["SG2-ADA + HSR"][1]["features"]
-        standin = [] if scale == "full" else [s(HSR_FEATURES[row])]         # full: a weights file
+        standin = [] if scale == "full" else [s(HSR_FEATURES[ALS_HSR_FEATURES])]   # full: a weights file
         return [*standin, *(s(name, **ov) for name, ov in ALS_GENERATORS.values())]
     if chapter == "hsr/design_choices":
         cfg = zoo.config("hsr/branch", scale)
@@ -742,7 +743,7 @@ def chapter_weights(chapter: str, scale: str) -> list[str]:
     if chapter == "hsr/warmup":
         return metrics
     if chapter == "hsr/method":                  # the HSR branch's feature network only, no metrics
-        return [HSR_FULL_NETWORKS[ALS_GENERATORS["SG2-ADA + HSR"][1]["features"]][2]]
+        return [HSR_FULL_NETWORKS[ALS_HSR_FEATURES][2]]
     return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]] + metrics
 
 
