@@ -707,10 +707,9 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
     if chapter == "hsr/design_choices":
         cfg = zoo.config("hsr/branch", scale)
         warm = dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])
-        standins = ([] if scale == "full" else                              # full: weights files
-                    [s("lead/stage1-byol"), s("lead/supervised"), s("hsr/vit-dino", 0)])
-        return [*standins, *fd_net,
-                s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
+        # the page loads the generators only: the feature networks the branches trained with are
+        # their inputs (training_plan lists them; staleness compares their keys, so they need not ship)
+        return [*fd_net, s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
     if chapter == "hsr/warmup":                                             # the generator, the FD network
         return [s("hsr/warmup"), *fd_net]
     if chapter == "hsr/latent_linearity":                                 # C_j (full: weights files);
