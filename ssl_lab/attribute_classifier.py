@@ -171,6 +171,21 @@ def linear_probe(train_x, train_labels: torch.Tensor, test_x, test_labels: torch
     return out
 
 
+def ridge_probe(train_x, train_y, test_x, test_y, names, alpha: float = 1.0) -> dict:
+    """Held-out R^2 per column of ``train_y`` / ``test_y`` ``(N, len(names))`` of a ridge
+    regression (scikit-learn, ``alpha``) from standardised features ``(N, D)``: how much of
+    each continuous quantity (e.g. the renderer's pose or age) the features hold linearly;
+    0 is the test mean's score, 1 exact."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.preprocessing import StandardScaler
+    train_x, test_x = np.asarray(train_x, dtype=np.float64), np.asarray(test_x, dtype=np.float64)
+    train_y, test_y = np.asarray(train_y, dtype=np.float64), np.asarray(test_y, dtype=np.float64)
+    scaler = StandardScaler().fit(train_x)
+    pred = Ridge(alpha=alpha).fit(scaler.transform(train_x), train_y).predict(scaler.transform(test_x))
+    return {n: float(r2_score(test_y[:, j], pred[:, j])) for j, n in enumerate(names)}
+
+
 def pixel_probe(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
                 test_labels: torch.Tensor, size: int = 16) -> dict:
     """The nothing-learned yardstick of the classifiers' gate: :func:`linear_probe` on raw

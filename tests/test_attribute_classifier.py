@@ -107,6 +107,15 @@ def test_linear_probe_reads_a_linear_feature_and_not_noise():
     assert all(abs(v - 0.5) < 0.2 for v in chance.values())
 
 
+def test_ridge_probe_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 4, generator=g)
+    y = torch.stack([2 * x[:, 0] - x[:, 1],                   # exactly linear in the features
+                     torch.randn(500, generator=g)], 1)     # independent of them
+    r2 = ac.ridge_probe(x[:400], y[:400], x[400:], y[400:], ["linear", "noise"], alpha=1e-6)
+    assert r2["linear"] == pytest.approx(1.0, abs=1e-9) and r2["noise"] < 0.05
+
+
 def test_label_auc_by_hand():
     labels = torch.zeros(4, len(BINARY_ATTRIBUTES))
     young, grey = BINARY_ATTRIBUTES.index("young"), BINARY_ATTRIBUTES.index("gray_hair")
