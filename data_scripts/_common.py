@@ -1,5 +1,6 @@
 """Helpers shared by the prepare_*.py scripts: atomic copies and extraction, locating
-files in a download, checksums, and reporting.  Nothing here downloads anything."""
+files in a download, checksums, and reporting; and the command line of the experiment
+scripts (``train VARIANT`` / ``record``).  Nothing here downloads anything."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--verify-only", action="store_true",
                    help="do not copy anything, only verify what is under --out")
     return p
+
+
+def variant_cli(doc: str, variants, train: Callable[[str], None], record: Callable[[], None]) -> None:
+    """The experiment scripts' command line: ``train VARIANT`` (one of ``variants``) or ``record``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("train").add_argument("variant", choices=sorted(variants))
+    sub.add_parser("record")
+    a = ap.parse_args()
+    train(a.variant) if a.cmd == "train" else record()
 
 
 def run(main: Callable[[], None]) -> None:

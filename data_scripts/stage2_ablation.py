@@ -28,11 +28,11 @@ holds what the matching chapter shows.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
+from _common import variant_cli
 from ssl_lab import paths, results, scales, zoo
 from ssl_lab.data import splits
 from ssl_lab.metrics.landmarks import matching_row, matching_views
@@ -104,14 +104,5 @@ def record() -> None:
     print("recorded", results.save(rec))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("train").add_argument("variant", choices=sorted(VARIANTS))
-    sub.add_parser("record")
-    a = ap.parse_args()
-    train(a.variant) if a.cmd == "train" else record()
-
-
 if __name__ == "__main__":
-    main()
+    variant_cli(__doc__, VARIANTS, train, record)

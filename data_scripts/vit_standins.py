@@ -34,12 +34,12 @@ limit named when the 1,600-step network failed gate V.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
+from _common import variant_cli
 from ssl_lab import paths, results, zoo
 from ssl_lab.attribute_classifier import CLASSIFIER_SPLIT, linear_probe, ridge_probe
 from ssl_lab.data import splits
@@ -170,14 +170,5 @@ def record() -> None:
     print("recorded", results.save(rec))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("train").add_argument("variant", choices=sorted(VARIANTS))
-    sub.add_parser("record")
-    a = ap.parse_args()
-    train(a.variant) if a.cmd == "train" else record()
-
-
 if __name__ == "__main__":
-    main()
+    variant_cli(__doc__, VARIANTS, train, record)
