@@ -29,7 +29,7 @@ features with a ResNet?::
     python data_scripts/vit_standins.py train lr4x-400     # one variant per process
     python data_scripts/vit_standins.py record             # -> results/hsr/vit-standins/small-seed0.json
 
-The variants change one thing of the ``hsr/vit-dino`` small config each, to test a candidate
+Each variant changes the ``hsr/vit-dino`` small config to test one candidate
 limit named when the 1,600-step network failed gate V.
 """
 from __future__ import annotations
@@ -55,6 +55,11 @@ VARIANTS = {
     # the peak lr 4x the linear-scaling rule's (5e-4 at batch 64 instead of 1.25e-4), a quarter
     # of the steps: does a faster optimiser get DINO past random features sooner?
     "lr4x-400": dict(lr=5e-4, steps=400),
+    # DINO itself on a convnet: the same budget on a ResNet-18 with the paper's released ResNet-50
+    # settings (SGD at 0.03 x batch / 256, weight decay 1e-4, crops (0.14, 1) and (0.05, 0.14)).
+    # Is the limit DINO, or the ViT? (The thesis's "ResNet50 DINO" row is this method.)
+    "resnet18-sgd": dict(backbone="resnet18", optimizer="sgd", weight_decay=1e-4, weight_decay_end=1e-4,
+                         global_scale=(0.14, 1.0), local_scale=(0.05, 0.14)),
 }
 #: Table 4.1 row -> its stand-in's recipe (the rows gate V compares with "ViT (RandInit)")
 RECIPES = {"ViT DINO": "hsr/vit-dino", "DeiT": "hsr/vit-supervised"}
@@ -113,7 +118,7 @@ def _networks():
         if "student_state_dict" in art:          # DINO keeps the teacher, an EMA of this student
             yield f"{row} ({recipe}), its student", _loaded(art, "student_state_dict"), info
     for v in VARIANTS:
-        if _file(v).exists():
+        if _file(v).exists() and VARIANTS[v].get("backbone", "vit") == "vit":
             art = torch.load(_file(v), weights_only=False)
             yield f"ViT DINO, {v}", _loaded(art), dict(steps=art["steps"], wall_s=art["wall_s"],
                                                        changes=VARIANTS[v])
@@ -126,6 +131,12 @@ def _resnets():
     yield "ResNet-18 (RandInit), seed 0", resnet_features("resnet18", input_size=64), {}
     for row in ("ResNet50 DINO", "ResNet50"):
         yield f"{row} stand-in ({HSR_FEATURES[row]})", hsr_features(row, SCALE, seed=SEED), {}
+    for v in VARIANTS:
+        if _file(v).exists() and VARIANTS[v].get("backbone", "vit") != "vit":
+            art = torch.load(_file(v), weights_only=False)
+            yield f"{art['backbone']} DINO, {v}", resnet_features(art["backbone"], weights=art["state_dict"],
+                                                                  input_size=64), \
+                dict(steps=art["steps"], wall_s=art["wall_s"], changes=VARIANTS[v])
 
 
 def _loaded(art: dict, key: str = "state_dict") -> torch.nn.Module:

@@ -208,6 +208,31 @@ def test_train_dino_two_steps(one_thread):
         train_dino(images, dict(TINY, bogus=1), progress=False)
 
 
+def test_train_dino_on_a_resnet_with_sgd(one_thread):
+    """DINO on a ResNet as the paper's released ResNet-50 command runs it: SGD at 0.03 * batch /
+    256, constant weight decay 1e-4, smaller crops; the pooled map feeds the head, the teacher's
+    BatchNorms use batch statistics (its running means move), and its backbone loads into
+    ``resnet_features``."""
+    from ssl_lab.nets.backbones import Backbone
+    from ssl_lab.nets.extractors import resnet_features
+    images = (torch.rand(8, 3, 32, 32) * 255).to(torch.uint8)
+    cfg = dict(TINY, backbone="test_resnet", optimizer="sgd", weight_decay=1e-4, weight_decay_end=1e-4,
+               global_scale=(0.14, 1.0), local_scale=(0.05, 0.14), steps=3, warmup_frac=0.0)
+    r = train_dino(images, cfg, seed=0, progress=False)
+    assert r["backbone"] == "test_resnet" and "vit_kwargs" not in r
+    assert all(math.isfinite(v) for v in r["history"])
+    assert r["schedule"]["lr"][0] == pytest.approx(0.03 * 4 / 256)
+    assert r["schedule"]["weight_decay"] == [pytest.approx(1e-4)] * 3
+    torch.manual_seed(0)
+    init = Backbone("test_resnet", normalize_input=False).state_dict()
+    bn = [k for k in init if k.endswith("running_mean")]
+    assert bn and all(not torch.equal(r["state_dict"][k], init[k]) for k in bn)
+    f = resnet_features("test_resnet", weights=r["state_dict"], input_size=32)
+    assert len(f(torch.zeros(2, 3, 32, 32))) == 4
+    with pytest.raises(ValueError, match="optimizer"):
+        train_dino(images, dict(TINY, optimizer="lamb"), progress=False)
+
+
 def test_train_dino_killed_and_resumed_equals_uninterrupted(one_thread, tmp_path):
     """Stopped after 2 of 5 steps (checkpoint written), then resumed: the same teacher, student,
     centre, losses and schedule as one uninterrupted run."""

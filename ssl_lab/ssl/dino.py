@@ -40,6 +40,13 @@ Horizontal flip (p 0.5 in the paper) is OFF by default for faces (see
 :mod:`ssl_lab.ssl.augment` for why; ``hflip`` turns it on). The 12 blocks are kept so that
 HSR reads blocks 3, 6, 9, 12 exactly as from ViT-B/16.
 
+DINO on a ResNet (the thesis's "ResNet50 DINO" row; ``backbone="resnet18"``): the embedding
+is the pooled last map, and the paper's released command for ResNet-50 changes the
+optimisation, not the method: ``--optimizer sgd --lr 0.03 --weight_decay 1e-4
+--weight_decay_end 1e-4 --global_crops_scale 0.14 1 --local_crops_scale 0.05 0.14``
+(facebookresearch/dino README, "ResNet-50 and other convnets trainings"); here
+``optimizer="sgd"`` (momentum 0.9, lr ``0.03 * batch / 256``) and those config values.
+
 At full scale the thesis does not train DINO: it uses the official ViT-B/16 DINO weights
 from a local file, ``ssl_lab.nets.extractors.vit_features("vit_base_patch16_224",
 weights="/path/dino_vitbase16_pretrain.pth")``. The stand-in trained here plugs into the same
@@ -126,7 +133,9 @@ class DINOHead(nn.Module):
 
 class DINONet(nn.Module):
     """Backbone + head on a list of crops: one backbone pass per run of consecutive crops
-    of the same size, the outputs concatenated in crop order, ``(n_crops * B, out_dim)``."""
+    of the same size, the outputs concatenated in crop order, ``(n_crops * B, out_dim)``.
+    The embedding is the backbone's output (a ViT's CLS token) or, for a
+    :class:`~ssl_lab.nets.backbones.Backbone`, its pooled last map."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
@@ -138,7 +147,8 @@ class DINONet(nn.Module):
             j = i + 1
             while j < len(crops) and crops[j].shape[-2:] == crops[i].shape[-2:]:
                 j += 1
-            feats.append(self.backbone(torch.cat(list(crops[i:j]))))
+            embed = getattr(self.backbone, "pooled", self.backbone)
+            feats.append(embed(torch.cat(list(crops[i:j]))))
             i = j
         return self.head(torch.cat(feats))
 
@@ -253,12 +263,14 @@ DEFAULTS = dict(
     size=64, local_size=32, n_local=2,      # paper: 224 px global, 8 x 96 px local crops
     global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
     hflip=0.0,                              # off for faces (paper: 0.5)
+    backbone="vit",                         # or a timm ResNet name (e.g. "resnet18")
     patch_size=8, depth=12, embed_dim=192, num_heads=3,    # paper: ViT-S/16 or B/16 at 224
     drop_path=0.1,                          # student only
     out_dim=1024, head_hidden=512, bottleneck=128,         # paper: 65536, 2048, 256
     norm_last_layer=True, freeze_last_frac=0.01,           # paper: last layer frozen 1 epoch
     batch_size=64, steps=100,               # paper: 1024, 100-800 epochs of ImageNet
-    lr=None, min_lr=1e-6, warmup_frac=0.1,  # None: 5e-4 * batch / 256
+    optimizer="adamw",                      # or "sgd" (momentum 0.9; the paper's ResNet-50 runs)
+    lr=None, min_lr=1e-6, warmup_frac=0.1,  # None: 5e-4 (sgd: 0.03) * batch / 256
     weight_decay=0.04, weight_decay_end=0.4, clip_grad=3.0,
     tau_base=0.996,                         # teacher EMA momentum, cosine to 1
     student_temp=0.1, teacher_temp=0.04,    # paper's long runs: teacher_temp 0.07 after
@@ -271,13 +283,20 @@ DEFAULTS = dict(
 def build_dino(cfg: dict) -> tuple[DINONet, DINONet]:
     """``(student, teacher)`` for a complete config; the teacher is a copy of the student
     without drop-path and without gradients. Call ``torch.manual_seed`` first for a
-    reproducible initialisation (as :func:`train_dino` does)."""
-    vit = vit_kwargs(cfg)
+    reproducible initialisation (as :func:`train_dino` does). ``cfg["backbone"]``: ``"vit"``
+    (:func:`small_vit` of the config's shape) or a timm ResNet name, a
+    :class:`~ssl_lab.nets.backbones.Backbone` without input normalisation (the loop normalises)."""
+    from ..nets.backbones import Backbone
 
     def net(drop_path):
-        bb = small_vit(**vit, drop_path_rate=drop_path)
-        return DINONet(bb, DINOHead(bb.embed_dim, cfg["out_dim"], cfg["head_hidden"],
-                                    cfg["bottleneck"], cfg["norm_last_layer"]))
+        if cfg["backbone"] == "vit":
+            bb = small_vit(**vit_kwargs(cfg), drop_path_rate=drop_path)
+            dim = bb.embed_dim
+        else:
+            bb = Backbone(cfg["backbone"], normalize_input=False)
+            dim = bb.pooled_channels
+        return DINONet(bb, DINOHead(dim, cfg["out_dim"], cfg["head_hidden"], cfg["bottleneck"],
+                                    cfg["norm_last_layer"]))
 
     student = net(cfg["drop_path"])
     teacher = net(0.0)
@@ -299,9 +318,10 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     and ``n_local`` local crops (see :data:`DEFAULTS` and the module docstring).
 
     Returns a dict: ``state_dict`` (the *teacher* backbone's, on CPU: DINO evaluates the
-    teacher), ``student_state_dict`` (the student backbone's), ``vit_kwargs`` (rebuild with
-    ``small_vit(**vit_kwargs)``), ``vit_features_kwargs`` (``vit_features(weights=state_dict,
-    **vit_features_kwargs)`` gives the HSR feature network), ``center``, ``history`` (loss per
+    teacher), ``student_state_dict`` (the student backbone's); for a ViT ``vit_kwargs`` (rebuild
+    with ``small_vit(**vit_kwargs)``) and ``vit_features_kwargs`` (``vit_features(weights=
+    state_dict, **vit_features_kwargs)`` gives the HSR feature network), for a ResNet
+    ``backbone`` (its name: ``resnet_features(backbone, weights=state_dict)``); ``center``, ``history`` (loss per
     step), ``schedule`` (lr, weight decay, momentum and teacher temperature per step),
     ``config``, ``seed``, ``steps``, ``wall_s`` and ``images_per_s`` (images, each seen as
     ``2 + n_local`` crops, per second).
@@ -317,7 +337,9 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     steps = int(cfg["steps"])
     torch.manual_seed(seed)
     student, teacher = build_dino(cfg)
-    student, teacher = student.to(device).train(), teacher.to(device).eval()
+    # the teacher runs in training mode, as in the paper's code: a ResNet's BatchNorms use the
+    # batch's statistics (a ViT has no BatchNorm, and the teacher no drop-path or dropout)
+    student, teacher = student.to(device).train(), teacher.to(device).train()
     aug = MultiCropAugment(size=cfg["size"], local_size=cfg["local_size"],
                            n_local=cfg["n_local"], global_scale=tuple(cfg["global_scale"]),
                            local_scale=tuple(cfg["local_scale"]), p_flip=cfg["hflip"])
@@ -330,9 +352,15 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     for name, p in student.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    base_lr = cfg["lr"] or 5e-4 * bs / 256
-    opt = torch.optim.AdamW([dict(params=decay), dict(params=no_decay, weight_decay=0.0)],
-                            lr=base_lr)
+    groups = [dict(params=decay), dict(params=no_decay, weight_decay=0.0)]
+    if cfg["optimizer"] == "sgd":               # the paper's ResNet-50 command: SGD, lr 0.03 per 256
+        base_lr = cfg["lr"] or 0.03 * bs / 256
+        opt = torch.optim.SGD(groups, lr=base_lr, momentum=0.9)
+    elif cfg["optimizer"] == "adamw":
+        base_lr = cfg["lr"] or 5e-4 * bs / 256
+        opt = torch.optim.AdamW(groups, lr=base_lr)
+    else:
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {cfg['optimizer']!r}")
     last_layer = list(student.head.last_layer.parameters())
     warmup = int(round(cfg["warmup_frac"] * steps))
     tt_warmup = int(round(cfg["teacher_temp_warmup_frac"] * steps))
@@ -408,10 +436,14 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     def cpu(sd):
         return {k: v.detach().cpu().clone() for k, v in sd.items()}
 
-    vit = vit_kwargs(cfg)
-    feat_kw = dict(name=VIT_NAME, input_size=vit["img_size"],
-                   **{k: vit[k] for k in ("patch_size", "depth", "embed_dim", "num_heads")})
-    return dict(method="dino", vit_name=VIT_NAME, vit_kwargs=vit, vit_features_kwargs=feat_kw,
+    if cfg["backbone"] == "vit":
+        vit = vit_kwargs(cfg)
+        feat_kw = dict(name=VIT_NAME, input_size=vit["img_size"],
+                       **{k: vit[k] for k in ("patch_size", "depth", "embed_dim", "num_heads")})
+        net_kw = dict(vit_name=VIT_NAME, vit_kwargs=vit, vit_features_kwargs=feat_kw)
+    else:
+        net_kw = dict(backbone=cfg["backbone"])
+    return dict(method="dino", **net_kw,
                 config=cfg, seed=seed, state_dict=cpu(teacher.backbone.state_dict()),
                 student_state_dict=cpu(student.backbone.state_dict()), center=center.cpu(),
                 history=history, schedule=schedule, steps=steps, wall_s=wall,
