@@ -13,10 +13,10 @@ attributes, logistic regression, held-out ROC AUC) on four readouts of the same 
   reads, pooled).
 
 Beside the AUCs, each readout's held-out R^2 of a ridge regression
-(:func:`ssl_lab.attribute_classifier.ridge_probe`) on the renderer's nine continuous parameters
-that vary in the aligned split (age, smile, mouth opening, hair length, skin tone, yaw, pitch,
-roll; the zoom is fixed by the alignment): what a network learned that the six attributes do
-not show.
+(:func:`ssl_lab.attribute_classifier.ridge_probe`) on the eight of the renderer's nine
+continuous parameters that vary in the aligned split (age, smile, mouth opening, hair length,
+skin tone, yaw, pitch, roll; the zoom is fixed by the alignment): what a network learned that
+the six attributes do not show.
 
 Rows: the random-init ViT with seeds 0 and 1 (the nothing-learned yardstick, and the probe's
 spread over initialisations), the recipes' networks (``hsr/vit-dino``, ``hsr/vit-supervised``,
@@ -29,8 +29,8 @@ features with a ResNet?::
     python data_scripts/vit_standins.py train lr4x-400     # one variant per process
     python data_scripts/vit_standins.py record             # -> results/hsr/vit-standins/small-seed0.json
 
-Each variant changes the ``hsr/vit-dino`` small config to test one candidate
-limit named when the 1,600-step network failed gate V.
+Each variant changes the ``hsr/vit-dino`` small config to test one candidate limit of the
+1,600-step network that failed gate V: the learning rate, or the ViT itself (DINO on a ResNet).
 """
 from __future__ import annotations
 
