@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ssl_lab.ssl.dino import (DEFAULTS, DINOHead, MultiCropAugment, build_dino, dino_loss,
-                              lr_at, small_vit, teacher_temperature, train_dino, update_center)
+                              lr_at, small_vit, target_entropy, teacher_temperature, train_dino,
+                              update_center)
 
 TINY = dict(size=32, local_size=16, n_local=1, patch_size=8, depth=2, embed_dim=48,
             num_heads=3, out_dim=32, head_hidden=32, bottleneck=16, batch_size=4, steps=2)
@@ -117,6 +118,22 @@ def test_update_center_is_an_ema_of_the_batch_mean():
     assert torch.equal(update_center(center, t, 1.0), center)
     # a (K,) centre stays (K,)
     assert update_center(torch.zeros(6), t).shape == (6,)
+
+
+def test_target_entropy_hand_cases():
+    """Equal logits (or logits equal to the centre): the uniform target, ln K. Row [ln 3, 0] at
+    temperature 1: the target (3/4, 1/4), entropy -(3/4 ln 3/4 + 1/4 ln 1/4). A lower temperature
+    sharpens it; a row far ahead of the rest gives about 0. The mean over rows is returned."""
+    assert target_entropy(torch.zeros(4, 5), torch.zeros(1, 5), 0.04) == pytest.approx(math.log(5))
+    t = torch.randn(3, 5)
+    assert target_entropy(t, t[0], 0.04) < math.log(5)
+    assert target_entropy(t[:1], t[0], 0.04) == pytest.approx(math.log(5))
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert target_entropy(torch.tensor([[math.log(3), 0.0]]), torch.zeros(2), 1.0) == pytest.approx(h)
+    assert target_entropy(torch.tensor([[math.log(3), 0.0]]), torch.zeros(2), 0.5) < h
+    assert target_entropy(torch.tensor([[1.0, -1.0, -1.0]]), torch.zeros(3), 0.01) < 1e-6
+    two = torch.tensor([[math.log(3), 0.0], [0.0, 0.0]])
+    assert target_entropy(two, torch.zeros(2), 1.0) == pytest.approx((h + math.log(2)) / 2)
 
 
 def test_schedules():
@@ -244,6 +261,8 @@ def test_train_dino_killed_and_resumed_equals_uninterrupted(one_thread, tmp_path
     assert torch.load(ckpt, weights_only=False)["step"] == 2
     again = train_dino(images, cfg, seed=1, progress=False, checkpoint=ckpt, checkpoint_every=2)
     assert again["history"] == whole["history"] and again["schedule"] == whole["schedule"]
+    assert again["target_entropy"] == whole["target_entropy"] and len(whole["target_entropy"]) == 5
+    assert all(0 <= h <= math.log(TINY["out_dim"]) + 1e-6 for h in whole["target_entropy"])
     for key in ("state_dict", "student_state_dict"):
         assert all(torch.equal(again[key][k], whole[key][k]) for k in whole[key])
     assert torch.equal(again["center"], whole["center"])

@@ -184,6 +184,17 @@ def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torc
 
 
 @torch.no_grad()
+def target_entropy(teacher_out: torch.Tensor, center: torch.Tensor, teacher_temp: float) -> float:
+    """Mean entropy (nats) of the teacher's targets ``softmax((t - center) / teacher_temp)``
+    over the rows of ``teacher_out``: the paper's collapse monitor (its Fig. 7, "target
+    entropy"). ``ln K`` is the uniform collapse (centring winning), 0 a one-hot target; since
+    the loss is the cross-entropy, ``loss - target_entropy`` is the mean KL from the teacher to
+    the student, the paper's other monitor (0 when they agree)."""
+    q = F.softmax((teacher_out.float() - center.float()) / teacher_temp, -1)
+    return float(-(q * torch.log(q.clamp_min(1e-30))).sum(-1).mean())
+
+
+@torch.no_grad()
 def update_center(center: torch.Tensor, teacher_out: torch.Tensor,
                   momentum: float = 0.9) -> torch.Tensor:
     """``momentum * center + (1 - momentum) * mean(teacher_out over the batch)``, same shape
@@ -322,7 +333,7 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     with ``small_vit(**vit_kwargs)``) and ``vit_features_kwargs`` (``vit_features(weights=
     state_dict, **vit_features_kwargs)`` gives the HSR feature network), for a ResNet
     ``backbone`` (its name: ``resnet_features(backbone, weights=state_dict)``); ``center``, ``history`` (loss per
-    step), ``schedule`` (lr, weight decay, momentum and teacher temperature per step),
+    step), ``target_entropy`` (:func:`target_entropy` per step), ``schedule`` (lr, weight decay, momentum and teacher temperature per step),
     ``config``, ``seed``, ``steps``, ``wall_s`` and ``images_per_s`` (images, each seen as
     ``2 + n_local`` crops, per second).
 
@@ -368,19 +379,21 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     center = torch.zeros(1, cfg["out_dim"], device=device)
     amp = bool(cfg["amp"])
 
-    order, pos, history, start, wall0 = torch.randperm(len(images), generator=gen), 0, [], 0, 0.0
+    order, pos, history, entropy = torch.randperm(len(images), generator=gen), 0, [], []
+    start, wall0 = 0, 0.0
     schedule = dict(lr=[], weight_decay=[], momentum=[], teacher_temp=[])
     if checkpoint is not None and Path(checkpoint).exists():
         st = torch.load(checkpoint, map_location=device, weights_only=False)
         student.load_state_dict(st["student"]); teacher.load_state_dict(st["teacher"])
         opt.load_state_dict(st["opt"]); gen.set_state(st["gen"]); torch.set_rng_state(st["rng"])
         center, order, pos, history = st["center"], st["order"], st["pos"], st["history"]
+        entropy = st["entropy"]
         schedule, start, wall0 = st["schedule"], st["step"], st["wall_s"]
 
     def save_state(step):
         atomic_save(dict(student=student.state_dict(), teacher=teacher.state_dict(), opt=opt.state_dict(),
                          gen=gen.get_state(), rng=torch.get_rng_state(), center=center, order=order,
-                         pos=pos, history=history, schedule=schedule, step=step,
+                         pos=pos, history=history, entropy=entropy, schedule=schedule, step=step,
                          wall_s=wall0 + time.perf_counter() - t0), checkpoint)
 
     end = steps if max_steps is None else min(steps, start + max_steps)
@@ -409,6 +422,7 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
         loss = dino_loss(s_out, t_out, center, cfg["student_temp"], t_temp)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"dino loss is {loss.item()} at step {step}; lower lr")
+        entropy.append(target_entropy(t_out, center, t_temp))
         center = update_center(center, t_out.float(), cfg["center_momentum"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -446,5 +460,5 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     return dict(method="dino", **net_kw,
                 config=cfg, seed=seed, state_dict=cpu(teacher.backbone.state_dict()),
                 student_state_dict=cpu(student.backbone.state_dict()), center=center.cpu(),
-                history=history, schedule=schedule, steps=steps, wall_s=wall,
+                history=history, target_entropy=entropy, schedule=schedule, steps=steps, wall_s=wall,
                 images_per_s=steps * bs / wall if wall > 0 else float("nan"))
