@@ -34,6 +34,7 @@ Each variant changes the ``hsr/vit-dino`` small config to test one candidate lim
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -118,7 +119,7 @@ def _networks():
             {"table 4.1 row": "ViT (RandInit)"} if s == SEED else {}
     for row, recipe in RECIPES.items():
         art = zoo.get(recipe, SCALE, seed=SEED)
-        info = {"steps": zoo.config(recipe, SCALE)["steps"], "wall_s": _wall(recipe, art)}
+        info = {"steps": zoo.config(recipe, SCALE)["steps"], "wall_s": _wall(recipe, art)} | _dino_info(art)
         yield f"{row} ({recipe})", _loaded(art), {"table 4.1 row": row, **info}
         if "student_state_dict" in art:          # DINO keeps the teacher, an EMA of this student
             yield f"{row} ({recipe}), its student", _loaded(art, "student_state_dict"), info
@@ -126,7 +127,7 @@ def _networks():
         if _file(v).exists() and VARIANTS[v].get("backbone", "vit") == "vit":
             art = torch.load(_file(v), weights_only=False)
             yield f"ViT DINO, {v}", _loaded(art), dict(steps=art["steps"], wall_s=art["wall_s"],
-                                                       changes=VARIANTS[v])
+                                                       changes=VARIANTS[v]) | _dino_info(art)
 
 
 def _resnets():
@@ -141,7 +142,22 @@ def _resnets():
             art = torch.load(_file(v), weights_only=False)
             yield f"{art['backbone']} DINO, {v}", resnet_features(art["backbone"], weights=art["state_dict"],
                                                                   input_size=64), \
-                dict(steps=art["steps"], wall_s=art["wall_s"], changes=VARIANTS[v])
+                dict(steps=art["steps"], wall_s=art["wall_s"], changes=VARIANTS[v]) | _dino_info(art)
+
+
+def _dino_info(art: dict) -> dict:
+    """A DINO run's loss over its first 50 and last 200 steps and, where the run recorded it, the
+    teacher's target entropy over the last 200 steps in units of ln K (1: uniform targets, the
+    collapse that centring alone gives); ``{}`` for a network not trained by DINO."""
+    if art.get("method") != "dino":
+        return {}
+    mean = lambda v: round(sum(v) / len(v), 3)        # noqa: E731
+    info = {"loss, first 50 steps": mean(art["history"][:50]), "loss, last 200 steps": mean(art["history"][-200:]),
+            "ln K": round(math.log(art["config"]["out_dim"]), 3)}
+    if art.get("target_entropy"):
+        info["target entropy / ln K, last 200 steps"] = round(
+            sum(art["target_entropy"][-200:]) / len(art["target_entropy"][-200:]) / info["ln K"], 3)
+    return info
 
 
 def _loaded(art: dict, key: str = "state_dict") -> torch.nn.Module:
