@@ -438,35 +438,43 @@ def train_nmf(cfg, device, seed):
 # small: 400 SynthFaces (FFHQ role) doubled by flips, 64 px; full: the thesis's dog set. The
 # thesis does not state the total length at full scale; branch_kimg there is our choice.
 # small: 400 aligned FFHQ-role SynthFaces (splits.GAN_SPECS; the config carries the split's key,
-# so the artefacts go stale with it) doubled by flips, 32 px, a 375-kimg warm-up (about 75 min on
-# 2 CPU cores) that must pass the GAN gates (gates.gan_warmup) before any branch counts. (At 250
+# so the artefacts go stale with it) doubled by flips, 32 px, a 375-kimg warm-up (133 min on
+# 2 CPU cores, its manifest) that must pass the GAN gates (gates.gan_warmup) before any branch counts. (At 250
 # kimg it failed G1, precision 0.476 against 0.5, with FD and precision still improving: the
 # warm-up page shows both runs.)
 _GAN = {
     "smoke": dict(scale="smoke", images=64, warmup_kimg=0.064, branch_kimg=0.064),
     "small": dict(scale="small", images=400, warmup_kimg=375.0, branch_kimg=190.0,
                   split="ffhq_aligned", split_key=splits.spec_key("ffhq_aligned")),
-    "full": dict(scale="full", images=389, warmup_kimg=500.0, branch_kimg=4500.0),
+    "full": dict(scale="full", images=389, warmup_kimg=500.0, branch_kimg=4500.0, dataset="animalface-dog"),
 }
 #: EMA-generator snapshots kept over a small warm-up: the points of its FD curve
 GAN_SNAPSHOTS = 8
 
 
-def gan_images(scale: str, n: int, split: str = "ffhq"):
-    """The limited GAN training set: the first ``n`` SynthFaces of the FFHQ-role ``split`` and
-    their mirror images (the thesis doubles every dataset by horizontal flips), float in [0, 1].
-    Full scale: the ``n`` AnimalFace-Dog images under ``$SSL_LAB_DATA`` (``prepare_gan_images.py
-    animalface-dog``) at 256 px and their mirror images, as a Dataset read from disk."""
+def gan_images(scale: str, n: int, split: str = "ffhq", dataset: str = "animalface-dog"):
+    """A GAN training set: the first ``n`` SynthFaces of the FFHQ-role ``split`` and their mirror
+    images (the thesis doubles every dataset by horizontal flips), float in [0, 1]. Full scale:
+    ``n`` images of the real ``dataset`` under ``$SSL_LAB_DATA`` (a name of
+    :data:`ssl_lab.data.images.IMAGE_DATASETS`, written by ``prepare_gan_images.py``; the
+    design study's AnimalFace-Dog by default) at 256 px and their mirror images, as a Dataset
+    read from disk."""
     if scale == "full":
-        from .data.images import image_dataset
-        return image_dataset("animalface-dog", _data_root("AnimalFace-Dog"), 256, limit=n, xflip=True)
+        from .data.images import IMAGE_DATASETS, image_dataset
+        return image_dataset(dataset, _data_root(IMAGE_DATASETS[dataset].source), 256, limit=n, xflip=True)
     x = splits.load(split, scale).subset(n).images
     return torch.cat([x, x.flip(-1)])
 
 
 def gan_training_set(cfg: dict) -> torch.Tensor:
     """The images a ``hsr/warmup`` or ``hsr/branch`` config trains on."""
-    return gan_images(cfg["scale"], cfg["images"], cfg.get("split", "ffhq"))
+    return gan_images(cfg["scale"], cfg["images"], cfg.get("split", "ffhq"), cfg.get("dataset", "animalface-dog"))
+
+
+def warmup_of(cfg: dict) -> dict:
+    """The ``hsr/warmup`` overrides of the warm-up a ``hsr/branch`` config starts from: its
+    training set (``images``; at full scale also ``dataset``) and length."""
+    return {k: cfg[k] for k in ("images", "warmup_kimg", "dataset") if k in cfg}
 
 
 @zoo.register("hsr/warmup", {s: {k: v for k, v in c.items() if k != "branch_kimg"}
@@ -492,7 +500,7 @@ def _branch_inputs(scale, seed, cfg):
     """A branch's ``inputs``: the warm-up (seed 0) and, below full scale, its HSR feature
     network's stand-in (seed 0; at full scale the features are weights files)."""
     feats = HSR_FEATURES[cfg["features"]] if cfg["features"] != "none" and scale != "full" else None
-    return [("hsr/warmup", scale, 0, dict(images=cfg["images"], warmup_kimg=cfg["warmup_kimg"])),
+    return [("hsr/warmup", scale, 0, warmup_of(cfg)),
             *([(feats, scale, 0, {})] if feats else [])]
 
 
@@ -512,7 +520,7 @@ def train_gan_branch(cfg, device, seed):
     # spread over branch seeds is thus the branch training's noise from a fixed start, and a
     # variant with and without HSR at one seed is a paired comparison from the same generator.
     warm = zoo.load("hsr/warmup", cfg["scale"], device=device, seed=0, with_state=True,
-                    **{k: cfg[k] for k in ("images", "warmup_kimg")})   # with its training state
+                    **warmup_of(cfg))                                   # with its training state
     hsr = cfg["features"] != "none"
     gcfg = gan_config(cfg["scale"], kimg=cfg["branch_kimg"], hsr=hsr, hsr_levels=cfg["levels"],
                       pl_weight=cfg["pl_weight"], hsr_warmup_kimg=cfg["warmup_kimg"])
@@ -575,18 +583,19 @@ def eval_features(scale: str, device="cpu"):
     return features
 
 
-def ppl_distance(scale: str, device="cpu"):
+def ppl_distance(scale: str, device="cpu", dtype: torch.dtype = torch.float32):
     """PPL's image distance: at full scale StyleGAN2's, LPIPS-VGG
     (:func:`ssl_lab.nets.extractors.lpips_vgg`, its VGG-16 trunk from ``<data root>/weights/``
     + :data:`~ssl_lab.nets.extractors.VGG16_WEIGHTS`); below it, LPIPS's uncalibrated form
     on the image metrics' network (:func:`eval_features`,
-    :func:`ssl_lab.metrics.ppl.feature_distance`)."""
+    :func:`ssl_lab.metrics.ppl.feature_distance`). ``dtype``: the network's (float64 for a PPL
+    that every CPU computes alike; see :func:`ssl_lab.gan.evaluate.evaluate`'s ``ppl_dtype``)."""
     if scale == "full":
         from .nets.extractors import VGG16_WEIGHTS, lpips_vgg
-        return lpips_vgg(_weights_file(VGG16_WEIGHTS, "LPIPS-VGG's VGG-16 weights")).to(device)
+        return lpips_vgg(_weights_file(VGG16_WEIGHTS, "LPIPS-VGG's VGG-16 weights")).to(device, dtype)
     from .metrics.ppl import feature_distance
     feats = eval_features(scale, device)
-    return feature_distance(feats.net, input_size=feats.size)
+    return feature_distance(feats.net.to(dtype), input_size=feats.size)
 
 
 # -- the ALS chapter's attribute classifiers (thesis §4.3.3) ----------------------------------
@@ -674,6 +683,31 @@ ALS_GENERATORS = {"SG2-ADA": ("hsr/branch", {}),
                   "SG2-ADA warm-up": ("hsr/warmup", {})}
 #: the feature network (Table 4.1 row) of the HSR generator of ALS_GENERATORS (and of the method page)
 ALS_HSR_FEATURES = ALS_GENERATORS["SG2-ADA + HSR"][1]["features"]
+#: Tables 4.5 and 4.3 (StyleGAN2-ADA with and without HSR on fewer and on more images): data row ->
+#: the ``hsr/warmup`` / ``hsr/branch`` overrides of its training set, per scale. Each row is one
+#: warm-up on that set and two branches from it, without HSR and with HSR on ALS_HSR_FEATURES, as
+#: in the design study (the thesis switches HSR on after a 500-kimg warm-up). "FFHQ" is the whole
+#: set (Table 4.3's FFHQ-140k: 70k images and their flips); the aligned FFHQ role holds 10,000
+#: SynthFaces at small, so there it is the FFHQ-10k run. A subset is the set's first ``images``
+#: images. AnimalFace, CUB and LSUN-Church exist at full scale only (real images).
+GAN_DATA_ROWS = {
+    "smoke": {"FFHQ-1k": dict(images=16), "FFHQ-2k": dict(images=32), "FFHQ-10k": dict(images=64),
+              "FFHQ": dict(images=256)},
+    "small": {"FFHQ-1k": dict(images=1000), "FFHQ-2k": dict(images=2000), "FFHQ-10k": dict(images=10000),
+              "FFHQ": dict(images=10000)},
+    "full": {**{f"FFHQ-{k}k": dict(images=1000 * k, dataset="ffhq") for k in (1, 2, 10)},
+             "FFHQ": dict(images=70000, dataset="ffhq"), "AnimalFace-Dog": dict(images=389),
+             "AnimalFace-Cat": dict(images=160, dataset="animalface-cat"),
+             "CUB": dict(images=11788, dataset="cub"), "LSUN-Church": dict(images=126227, dataset="lsun-church")},
+}
+
+
+def gan_data_branches(scale: str) -> dict[tuple[str, bool], dict]:
+    """``(data row, with HSR) -> hsr/branch overrides`` of :data:`GAN_DATA_ROWS` at ``scale``."""
+    return {(row, hsr): {**ov, **({"features": ALS_HSR_FEATURES} if hsr else {})}
+            for row, ov in GAN_DATA_ROWS[scale].items() for hsr in (False, True)}
+
+
 #: the ALS rows whose edits are projected and scored (Fig. 4.11 compares these two)
 ALS_EDITED = ("SG2-ADA", "SG2-ADA + HSR")
 #: the branch (training) seeds of the ALS_EDITED generators the ALS chapter scores, per scale
@@ -716,6 +750,9 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
         return [*fd_net, s("hsr/warmup", **warm), *(s("hsr/branch", **kw) for kw in HSR_VARIANTS.values())]
     if chapter == "hsr/warmup":                                             # the generator, the FD network
         return [s("hsr/warmup"), *fd_net]
+    if chapter == "hsr/limited_data":     # per data row, the branches without / with HSR (their warm-ups are
+        branches = [s("hsr/branch", **ov) for ov in gan_data_branches(scale).values()]   # inputs, as above)
+        return [*fd_net, *(a for i, a in enumerate(branches) if a not in branches[:i])]
     if chapter == "hsr/latent_linearity":                                 # C_j (full: weights files);
         return [*([] if scale == "full" else [s("als/classifier")]), *fd_net,   # the projection distance
                 *(s(name, **ov) for name, ov in ALS_GENERATORS.values()),
@@ -733,18 +770,21 @@ DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-
 def chapter_weights(chapter: str, scale: str) -> list[str]:
     """The local weights files (under ``<data root>/weights``) that chapter ``chapter`` reads at
     ``scale``: at full scale, the HSR chapters' Table 4.1 networks (:data:`HSR_FULL_NETWORKS`; the
-    method page reads its HSR branch's one only) and their image metrics' networks (FID's Inception-v3, PPL's LPIPS-VGG trunk); the ALS
+    method and limited-data pages read their HSR branches' one only) and their image metrics'
+    networks (FID's Inception-v3, PPL's LPIPS-VGG trunk; not the method page's); the ALS
     chapter's six CelebA-HQ attribute classifiers (:func:`als_classifiers`) and FID's
     Inception-v3 (its projection distance, :func:`eval_features`)."""
     from .nets.celebahq_classifier import ALS_FILES
     from .nets.extractors import FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS
     if scale == "full" and chapter == "hsr/latent_linearity":
         return [f for f, _ in ALS_FILES.values()] + [FID_INCEPTION_WEIGHTS]
-    if scale != "full" or chapter not in ("hsr/warmup", "hsr/method", "hsr/design_choices"):
+    if scale != "full" or chapter not in ("hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/limited_data"):
         return []
     metrics = [FID_INCEPTION_WEIGHTS, VGG16_WEIGHTS]
     if chapter == "hsr/warmup":
         return metrics
+    if chapter == "hsr/limited_data":            # the HSR branches' feature network and the metrics
+        return [HSR_FULL_NETWORKS[ALS_HSR_FEATURES][2], *metrics]
     if chapter == "hsr/method":                  # the HSR branch's feature network only, no metrics
         return [HSR_FULL_NETWORKS[ALS_HSR_FEATURES][2]]
     return [HSR_FULL_NETWORKS[row][2] for row in HSR_FEATURES if HSR_FULL_NETWORKS[row][2]] + metrics
@@ -808,7 +848,8 @@ def training_plan(chapter: str, scale: str, gpus: int = 1, device: str = "cuda",
 
 #: the book's chapters that load trained artefacts (their paths under ``book/``, no suffix)
 CHAPTERS = ("lead/correspondences", "lead/part_clusters", "lead/matching", "lead/regression",
-            "lead/regression_ablations", "hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/latent_linearity")
+            "lead/regression_ablations", "hsr/warmup", "hsr/method", "hsr/design_choices", "hsr/limited_data",
+            "hsr/latent_linearity")
 
 
 def book_artefacts(scale: str | None = None, seed: int = 0) -> list[tuple[str, str, int, dict]]:

@@ -186,6 +186,12 @@ def test_lpips_vgg_distance(lpips_net, one_thread):
     assert (lpips_net(a, near) < d_ab).all()
     with pytest.raises(ValueError):
         lpips_net(a, b[:, :, :32, :32])
+    # in float64 (a PPL every CPU computes alike): the same distance to float32's precision
+    import copy
+    net64 = copy.deepcopy(lpips_net).to(torch.float64)
+    d64 = net64(a.detach(), b)
+    assert d64.dtype == torch.float64
+    torch.testing.assert_close(d64.float(), d_ab, rtol=1e-4, atol=0)
 
 
 def test_lpips_vgg_custom_linear_weights(vgg_file, lpips_net, tmp_path, one_thread):

@@ -46,6 +46,32 @@ def test_evaluate_agrees_with_the_metric_functions(one_thread):
     assert again["PPL"] == rep["PPL"]                                           # seeded
 
 
+def test_ppl_in_float64(one_thread):
+    """``ppl_dtype=torch.float64``: PPL's latents, images and distances in float64 (the same
+    draws as in float32, so the two agree to float32's round-off, magnified by 1 / eps^2); the
+    generator given is not changed; FD and the samples stay float32."""
+    torch.manual_seed(0)
+    G, _ = build("smoke")
+    G.eval()
+    real = torch.rand(40, 3, 32, 32)
+    r32 = evaluate(G, real, _features, _distance, n=40, n_ppl=24, seed=3, batch=16)
+    r64 = evaluate(G, real, _features, _distance, n=40, n_ppl=24, seed=3, batch=16, ppl_dtype=torch.float64)
+    assert next(G.parameters()).dtype == torch.float32 and r64["fake"].dtype == torch.float32
+    assert r64["ppl_ws"].dtype == torch.float64 and r64["FD_colour-stats"] == r32["FD_colour-stats"]
+    torch.testing.assert_close(r64["ppl_ws"].float(), r32["ppl_ws"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r64["ppl_samples"], r32["ppl_samples"], rtol=2e-2, atol=0)
+    # the float64 path, by hand: the first start point and its step towards its end point
+    g = torch.Generator().manual_seed(3 + 1)
+    z = torch.randn(32, G.z_dim, generator=g).double()
+    G64 = build("smoke")[0].eval().double()
+    G64.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        w0, w1 = G64.mapping(z[:16]), G64.mapping(z[16:32])
+        a = G64.synthesis(w0, noise_mode="const")
+        b = G64.synthesis(w0 + 1e-4 * (w1 - w0), noise_mode="const")
+    torch.testing.assert_close(r64["ppl_samples"][:16], _distance(a, b) / 1e-8, rtol=1e-9, atol=0)
+
+
 def test_gate_report_curve_starts_at_the_untrained_generator(one_thread):
     from ssl_lab.gan.evaluate import gate_report
     from ssl_lab.gan.train import gan_config, train_gan

@@ -78,7 +78,7 @@ def test_hsr_feature_stand_ins_give_four_maps(row, home, one_thread):
 
 def test_gan_variants_branch_from_one_warmup(home, one_thread):
     import torch
-    from ssl_lab.recipes import eval_features, gan_images, generator
+    from ssl_lab.recipes import eval_features, gan_images, generator, ppl_distance
     imgs = gan_images("smoke", 8)
     assert imgs.shape[0] == 16 and torch.equal(imgs[8:], imgs[:8].flip(-1))   # x-flips doubled
     kw = dict(images=8, warmup_kimg=0.032, branch_kimg=0.032)
@@ -100,6 +100,10 @@ def test_gan_variants_branch_from_one_warmup(home, one_thread):
     assert x.shape == (2, 3, 32, 32)
     feats = eval_features("smoke")
     assert feats(x).shape == (2, feats.net.pooled_channels) and feats.name == "synth-sup-test_r"  # smoke: test_resnet
+    d32, d64 = ppl_distance("smoke"), ppl_distance("smoke", dtype=torch.float64)      # PPL's distance, also in float64
+    y = G(torch.randn(2, G.z_dim))
+    assert d64(x.double(), y.double()).dtype == torch.float64
+    torch.testing.assert_close(d64(x.double(), y.double()).float(), d32(x, y), rtol=1e-4, atol=0)
 
 
 def test_full_scale_nmf_says_what_to_do_before_looking_for_a_teacher(home):
@@ -161,6 +165,36 @@ def test_full_scale_gan_images_come_from_the_data_root(tmp_path, monkeypatch):
     ds = gan_images("full", 3)
     assert len(ds) == 6 and ds[0].shape == (3, 256, 256)                    # 3 images and their flips
     assert torch.equal(ds[3], ds[0].flip(-1)) and ds[1][0, 0, 0].item() == pytest.approx(80 / 255)
+    # another set (Tables 4.5 / 4.3): a branch config's dataset, the first `images` of it
+    ffhq = tmp_path / "ffhq"
+    ffhq.mkdir()
+    for i in range(5):
+        Image.new("RGB", (64, 64), (50 * i, 0, 0)).save(ffhq / f"{i:05d}.png")
+    from ssl_lab.recipes import gan_training_set, warmup_of
+    cfg = zoo.config("hsr/branch", "full", images=2, dataset="ffhq")
+    assert warmup_of(cfg) == dict(images=2, warmup_kimg=500.0, dataset="ffhq")
+    assert zoo.inputs("hsr/branch", "full", images=2, dataset="ffhq")[0][3] == warmup_of(cfg)
+    two = gan_training_set(cfg)
+    assert len(two) == 4 and two[1][0, 0, 0].item() == pytest.approx(50 / 255)
+
+
+def test_limited_and_full_data_rows():
+    """Tables 4.5 / 4.3: per data row a branch without and one with HSR, on the same set (the same
+    warm-up); at small the whole FFHQ role is the 10k set, so the page loads each generator once."""
+    from ssl_lab.recipes import ALS_HSR_FEATURES, GAN_DATA_ROWS, chapter_artefacts, gan_data_branches, warmup_of
+    for scale in ("smoke", "small", "full"):
+        br = gan_data_branches(scale)
+        assert len(br) == 2 * len(GAN_DATA_ROWS[scale])
+        for row, ov in GAN_DATA_ROWS[scale].items():
+            plain, hsr = br[(row, False)], br[(row, True)]
+            assert plain == ov and hsr == {**ov, "features": ALS_HSR_FEATURES}
+            assert warmup_of(zoo.config("hsr/branch", scale, **plain)) == \
+                warmup_of(zoo.config("hsr/branch", scale, **hsr))
+    assert {r: ov["images"] for r, ov in GAN_DATA_ROWS["small"].items()} == \
+        {"FFHQ-1k": 1000, "FFHQ-2k": 2000, "FFHQ-10k": 10000, "FFHQ": 10000}
+    arts = chapter_artefacts("hsr/limited_data", "small")
+    assert arts[0][0] == "lead/supervised" and len(arts) == 1 + 6              # the FD network, 3 sets x 2
+    assert {a[3]["images"] for a in arts[1:]} == {1000, 2000, 10000}
 
 
 def test_full_scale_hsr_networks_as_the_release_builds_them(tmp_path, monkeypatch, one_thread):

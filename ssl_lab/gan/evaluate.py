@@ -15,6 +15,8 @@ The per-sample values (``mahalanobis``, ``ppl_samples``) and the images come bac
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..metrics.fid import compute_features, fd_from_features, gaussian_stats, metric_name
@@ -31,13 +33,18 @@ def sample(G, n: int, seed: int = 0, batch: int = 64, device="cpu") -> torch.Ten
 
 
 def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: int = 1000,
-             seed: int = 0, batch: int = 64, device="cpu") -> dict:
+             seed: int = 0, batch: int = 64, device="cpu", ppl_dtype: torch.dtype | None = None) -> dict:
     """The chapter's metrics of ``G`` against ``real`` (``(N, 3, R, R)`` in [0, 1]).
 
     ``features(images in [-1, 1]) -> (N, D)`` with a ``.name``; ``distance(a, b) -> (B,)``
     with a ``.name`` (LPIPS at full scale, a stand-in below). Returns ``{fd_name: value,
     "precision", "recall", "PPL", "fake", "mahalanobis", "ppl_samples", "ppl_ws" (the W
     point of each PPL sample: ``G.synthesis(ppl_ws[i])`` is its image), "ppl_distance"}``.
+
+    ``ppl_dtype``: run PPL's mapping, synthesis and ``distance`` in this dtype (``distance``
+    must take it: :func:`ssl_lab.recipes.ppl_distance` with ``dtype=``). PPL divides a
+    distance of images ``1e-4`` apart by ``1e-8``, which magnifies float32 round-off to about
+    0.05 % of PPL; float64 gives the same value on every CPU's kernels.
     """
     fake = sample(G, n, seed, batch, device)
     f_real = compute_features(features, real * 2 - 1, batch)
@@ -47,14 +54,16 @@ def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: in
            **precision_recall(f_real, f_fake, k=3)}
     gen = torch.Generator().manual_seed(seed + 1)
     drawn = []                           # path_length draws (start, end) per batch
+    Gp = G if ppl_dtype is None else copy.deepcopy(G).to(ppl_dtype)
+    dtype = next(Gp.parameters()).dtype
 
     def latents(k):
-        z = torch.randn(k, G.z_dim, generator=gen).to(device)
-        drawn.append(G.mapping(z).cpu())
+        z = torch.randn(k, G.z_dim, generator=gen).to(device, dtype)
+        drawn.append(Gp.mapping(z).cpu())
         return drawn[-1].to(device)
 
     with torch.no_grad():
-        ppl, samples = path_length(lambda ws: G.synthesis(ws, noise_mode="const"), distance, latents,
+        ppl, samples = path_length(lambda ws: Gp.synthesis(ws, noise_mode="const"), distance, latents,
                                    n_ppl, epsilon=1e-4, space="w", sampling="end", batch=batch,
                                    rng=torch.Generator().manual_seed(seed + 2))
     starts = torch.cat(drawn[0::2])      # sampling="end": the image of sample i is G(starts[i])
@@ -113,15 +122,16 @@ def gate_report(art: dict, real: torch.Tensor, features, n: int | None = None, s
 
 
 def sampling_noise(G, real: torch.Tensor, features, distance, seeds=(0, 1, 2, 3, 4), n: int = 1000,
-                   n_ppl: int = 1000, batch: int = 64, device="cpu") -> dict:
+                   n_ppl: int = 1000, batch: int = 64, device="cpu", ppl_dtype: torch.dtype | None = None) -> dict:
     """The metrics' own noise: :func:`evaluate` of one generator with each sample seed in
     ``seeds`` (new latent codes for FD, precision/recall and PPL; same weights, same real
-    images). Returns ``{"runs": {seed: {fd_name, "precision", "recall", "PPL"}}, "mean": {...},
+    images; ``ppl_dtype`` as there). Returns ``{"runs": {seed: {fd_name, "precision", "recall", "PPL"}}, "mean": {...},
     "sd": {...}}`` (sd with Bessel's correction): a difference between two generators is a
     finding only beyond about two such sd (and beyond the spread across training seeds)."""
     runs = {}
     for s in seeds:
-        rep = evaluate(G, real, features, distance, n=n, n_ppl=n_ppl, seed=s, batch=batch, device=device)
+        rep = evaluate(G, real, features, distance, n=n, n_ppl=n_ppl, seed=s, batch=batch, device=device,
+                       ppl_dtype=ppl_dtype)
         fd_name = metric_name(features.name)
         runs[s] = {k: float(rep[k]) for k in (fd_name, "precision", "recall", "PPL")}
     cols = next(iter(runs.values()))

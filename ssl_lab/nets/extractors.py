@@ -241,7 +241,8 @@ class LPIPSDistance(_Frozen):
         if img_a.shape != img_b.shape or img_a.dim() != 4 or img_a.shape[1] != 3:
             raise ValueError(f"LPIPS needs two (B, 3, H, W) batches of one shape; got "
                              f"{tuple(img_a.shape)} and {tuple(img_b.shape)}")
-        return self.lpips(img_a.float(), img_b.float()).flatten()
+        dtype = next(self.lpips.parameters()).dtype          # float32, or float64 after .to(torch.float64)
+        return self.lpips(img_a.to(dtype), img_b.to(dtype)).flatten()
 
 
 def lpips_vgg(vgg_weights, lpips_weights=None) -> LPIPSDistance:
