@@ -1,7 +1,7 @@
 """The HSR chapters' generator report: its parts agree with the metric functions."""
 import torch
 
-from ssl_lab.gan.evaluate import evaluate, sample
+from ssl_lab.gan.evaluate import evaluate, interpolate, path_lengths, sample
 from ssl_lab.metrics.fid import fd_from_features
 from ssl_lab.metrics.ppl import filtered_mean
 from ssl_lab.nets.stylegan2 import build
@@ -39,6 +39,7 @@ def test_evaluate_agrees_with_the_metric_functions(one_thread):
     with torch.no_grad():
         assert torch.allclose(rep["ppl_ws"][:16], G.mapping(z[:16]))
         ends = G.mapping(z[16:32])
+        assert torch.allclose(rep["ppl_ws_end"][:16], ends)
         a = G.synthesis(rep["ppl_ws"][:16], noise_mode="const")
         b = G.synthesis(rep["ppl_ws"][:16] + 1e-4 * (ends - rep["ppl_ws"][:16]), noise_mode="const")
     assert torch.allclose(rep["ppl_samples"][:16], (_distance(a, b) / 1e-8).double(), rtol=1e-3)
@@ -70,6 +71,24 @@ def test_ppl_in_float64(one_thread):
         a = G64.synthesis(w0, noise_mode="const")
         b = G64.synthesis(w0 + 1e-4 * (w1 - w0), noise_mode="const")
     torch.testing.assert_close(r64["ppl_samples"][:16], _distance(a, b) / 1e-8, rtol=1e-9, atol=0)
+
+
+def test_path_lengths_are_evaluates_and_interpolate_walks_them(one_thread):
+    torch.manual_seed(0)
+    G, _ = build("smoke")
+    G.eval()
+    rep = evaluate(G, torch.rand(8, 3, 32, 32), _features, _distance, n=8, n_ppl=20, seed=5, batch=8)
+    pl = path_lengths(G, _distance, n=20, seed=5, batch=8)
+    assert pl["PPL"] == rep["PPL"] and torch.equal(pl["ppl_samples"], rep["ppl_samples"])
+    assert pl["ppl_ws"].shape == pl["ppl_ws_end"].shape == (20, *rep["ppl_ws"].shape[1:])
+    w0, w1 = pl["ppl_ws"][:3], pl["ppl_ws_end"][:3]
+    strip = interpolate(G, w0, w1, steps=5)
+    assert strip.shape == (3, 5, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(strip[:, 0], G.synthesis(w0, noise_mode="const"))       # the ends,
+        torch.testing.assert_close(strip[:, -1], G.synthesis(w1, noise_mode="const"))
+        torch.testing.assert_close(strip[:, 2], G.synthesis((w0 + w1) / 2, noise_mode="const"),  # the middle
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_gate_report_curve_starts_at_the_untrained_generator(one_thread):

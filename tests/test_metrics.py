@@ -366,6 +366,16 @@ def test_worst_k():
     assert outliers.worst_k(torch.tensor([0.1, 5.0, 3.0, 9.0]), 1, largest=False).tolist() == [0]
 
 
+def test_tail_sample():
+    v = torch.arange(100.0)[torch.randperm(100, generator=torch.Generator().manual_seed(0))]
+    top = outliers.tail_sample(v, 0.1, 3)                      # ranks 0, 4 (4.5 rounds to even), 9 of the top 10
+    assert v[top].tolist() == [99.0, 95.0, 90.0]
+    assert v[outliers.tail_sample(v, 0.1, 2, largest=False)].tolist() == [0.0, 9.0]
+    assert v[outliers.tail_sample(v, 0.01, 3)].tolist() == [99.0, 98.0, 97.0]     # the tail holds at least k
+    with pytest.raises(ValueError):
+        outliers.tail_sample(v, 0.1, 0)
+
+
 def test_matching_benchmark_is_exact_with_positional_features_and_scores_a_shift():
     from ssl_lab.metrics.landmarks import matching_benchmark
     S = 16

@@ -12,6 +12,8 @@ noise), then reports, against the real training images:
   (:mod:`ssl_lab.metrics.outliers`), for the worst-image montages.
 
 The per-sample values (``mahalanobis``, ``ppl_samples``) and the images come back too.
+:func:`path_lengths` is the PPL part alone, with the paths it measured, and
+:func:`interpolate` renders such paths (the thesis's interpolation figures).
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: in
 
     ``features(images in [-1, 1]) -> (N, D)`` with a ``.name``; ``distance(a, b) -> (B,)``
     with a ``.name`` (LPIPS at full scale, a stand-in below). Returns ``{fd_name: value,
-    "precision", "recall", "PPL", "fake", "mahalanobis", "ppl_samples", "ppl_ws" (the W
-    point of each PPL sample: ``G.synthesis(ppl_ws[i])`` is its image), "ppl_distance"}``.
+    "precision", "recall", "fake", "mahalanobis"}`` and :func:`path_lengths`'s ``{"PPL",
+    "ppl_samples", "ppl_ws", "ppl_ws_end", "ppl_distance"}``.
 
     ``ppl_dtype``: run PPL's mapping, synthesis and ``distance`` in this dtype (``distance``
     must take it: :func:`ssl_lab.recipes.ppl_distance` with ``dtype=``). PPL divides a
@@ -52,24 +54,47 @@ def evaluate(G, real: torch.Tensor, features, distance, n: int = 1000, n_ppl: in
     mu, sigma = gaussian_stats(f_real)
     out = {metric_name(features.name): fd_from_features(f_real, f_fake),
            **precision_recall(f_real, f_fake, k=3)}
+    out.update(path_lengths(G, distance, n_ppl, seed, batch, device, ppl_dtype))
+    out.update(fake=fake, mahalanobis=mahalanobis(f_fake, mu, sigma))
+    return out
+
+
+def path_lengths(G, distance, n: int = 1000, seed: int = 0, batch: int = 64, device="cpu",
+                 dtype: torch.dtype | None = None) -> dict:
+    """PPL of ``G`` as :func:`evaluate` measures it (in W, at path end points, epsilon 1e-4,
+    latents from ``seed + 1``), with the paths it measured: ``{"PPL", "ppl_samples"`` (per path)``,
+    "ppl_ws"`` (start ``w`` of each path: ``G.synthesis(ppl_ws[i])`` is its image)``, "ppl_ws_end"``
+    (the ``w`` it steps towards)``, "ppl_distance"}``. ``dtype``: mapping, synthesis and
+    ``distance`` in this dtype (see :func:`evaluate`'s ``ppl_dtype``); ``G`` is not changed."""
     gen = torch.Generator().manual_seed(seed + 1)
     drawn = []                           # path_length draws (start, end) per batch
-    Gp = G if ppl_dtype is None else copy.deepcopy(G).to(ppl_dtype)
-    dtype = next(Gp.parameters()).dtype
+    Gp = G if dtype is None else copy.deepcopy(G).to(dtype)
+    dt = next(Gp.parameters()).dtype
 
     def latents(k):
-        z = torch.randn(k, G.z_dim, generator=gen).to(device, dtype)
+        z = torch.randn(k, G.z_dim, generator=gen).to(device, dt)
         drawn.append(Gp.mapping(z).cpu())
         return drawn[-1].to(device)
 
     with torch.no_grad():
         ppl, samples = path_length(lambda ws: Gp.synthesis(ws, noise_mode="const"), distance, latents,
-                                   n_ppl, epsilon=1e-4, space="w", sampling="end", batch=batch,
+                                   n, epsilon=1e-4, space="w", sampling="end", batch=batch,
                                    rng=torch.Generator().manual_seed(seed + 2))
-    starts = torch.cat(drawn[0::2])      # sampling="end": the image of sample i is G(starts[i])
-    out.update(PPL=ppl, fake=fake, mahalanobis=mahalanobis(f_fake, mu, sigma),
-               ppl_samples=samples, ppl_ws=starts, ppl_distance=distance.name)
-    return out
+    return dict(PPL=ppl, ppl_samples=samples, ppl_ws=torch.cat(drawn[0::2]), ppl_ws_end=torch.cat(drawn[1::2]),
+                ppl_distance=distance.name)
+
+
+@torch.no_grad()
+def interpolate(G, w0: torch.Tensor, w1: torch.Tensor, steps: int = 8, device="cpu") -> torch.Tensor:
+    """Images along the straight lines from ``w0`` to ``w1`` in W (``(k, ...)`` each, e.g. a
+    path's ``ppl_ws`` and ``ppl_ws_end`` of :func:`path_lengths`), at ``steps`` evenly spaced
+    points including both ends: ``(k, steps, 3, R, R)`` in [-1, 1], constant noise, on the CPU
+    (thesis Figs. 4.4 and 4.5)."""
+    dtype = next(G.parameters()).dtype
+    t = torch.linspace(0, 1, steps, dtype=torch.float64).view(1, steps, *([1] * (w0.dim() - 1)))
+    ws = (w0.double().unsqueeze(1) + t * (w1.double() - w0.double()).unsqueeze(1)).flatten(0, 1)
+    x = G.synthesis(ws.to(device, dtype), noise_mode="const").cpu()
+    return x.view(len(w0), steps, *x.shape[1:])
 
 
 def _ema_generator(arch: dict, state_dict: dict | None, seed: int, device):

@@ -5,7 +5,8 @@ then score each generated image by ::
 
     d(x) = sqrt((x - mu)^T (sigma + eps I)^{-1} (x - mu))
 
-and show the ``k`` largest (:func:`worst_k`).  The covariance of a few thousand samples of
+and show the ``k`` largest (:func:`worst_k`). :func:`tail_sample` picks a few members of a tail
+(the top or bottom 10 % of samples by path length, thesis Figs. 4.4 and 4.5).  The covariance of a few thousand samples of
 2048-d features is often singular, hence the ridge ``eps I``, with ``eps`` relative to the
 mean variance (``eps = reg * trace(sigma) / D``) so it is scale-free.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mahalanobis", "worst_k"]
+__all__ = ["mahalanobis", "tail_sample", "worst_k"]
 
 
 def mahalanobis(features, mu, sigma, reg: float = 1e-6) -> torch.Tensor:
@@ -42,3 +43,15 @@ def worst_k(values, k: int, largest: bool = True) -> torch.Tensor:
     if not 0 < k <= v.numel():
         raise ValueError(f"k must be in 1..{v.numel()}; got {k}")
     return torch.topk(v, k, largest=largest).indices
+
+
+def tail_sample(values, frac: float = 0.1, k: int = 3, largest: bool = True) -> torch.Tensor:
+    """``k`` indices spread evenly by rank over the ``frac`` largest (or smallest) ``values``
+    (``max(k, round(frac * N))`` of them), the most extreme first and the tail's edge last:
+    representatives of a tail rather than its ``k`` extremes."""
+    v = torch.as_tensor(values).flatten()
+    m = max(k, round(frac * v.numel()))
+    if not 0 < k <= m <= v.numel():
+        raise ValueError(f"need 0 < k <= frac * N <= N; got k={k}, frac={frac}, N={v.numel()}")
+    tail = torch.topk(v, m, largest=largest).indices
+    return tail[torch.linspace(0, m - 1, k).round().long()]
