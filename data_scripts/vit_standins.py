@@ -67,6 +67,9 @@ VARIANTS = {
 # the released main_dino.py's advice when "the training loss does not decrease" is a lower
 # teacher temperature (its --warmup_teacher_temp help)
 VARIANTS["resnet18-sgd-tt02"] = VARIANTS["resnet18-sgd"] | dict(teacher_temp=0.02, warmup_teacher_temp=0.02)
+# ... for BYOL's budget: the BYOL ResNet-18 (lead/stage1-byol) passed its gate at 4,000 steps of 64 and
+# not at 2,000; resnet18-sgd-tt02 kept sharp targets over 1,600 but probed at random level
+VARIANTS["resnet18-sgd-tt02-4000"] = VARIANTS["resnet18-sgd-tt02"] | dict(steps=4000)
 #: Table 4.1 row -> its stand-in's recipe (the rows gate V compares with "ViT (RandInit)")
 RECIPES = {"ViT DINO": "hsr/vit-dino", "DeiT": "hsr/vit-supervised"}
 READOUTS = ("mean", "cls", "cls+mean", "blocks")
