@@ -5,10 +5,11 @@ then score each generated image by ::
 
     d(x) = sqrt((x - mu)^T (sigma + eps I)^{-1} (x - mu))
 
-and show the ``k`` largest (:func:`worst_k`). :func:`tail_sample` picks a few members of a tail
-(the top or bottom 10 % of samples by path length, thesis Figs. 4.4 and 4.5).  The covariance of a few thousand samples of
+and show the ``k`` largest (:func:`worst_k`).  The covariance of a few thousand samples of
 2048-d features is often singular, hence the ridge ``eps I``, with ``eps`` relative to the
-mean variance (``eps = reg * trace(sigma) / D``) so it is scale-free.
+mean variance (``eps = reg * trace(sigma) / D``) so it is scale-free. :func:`tail_sample` picks
+a few members of a tail (the top or bottom 10 % of samples by path length, thesis Figs. 4.4 and
+4.5).
 """
 from __future__ import annotations
 

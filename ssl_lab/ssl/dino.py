@@ -332,9 +332,9 @@ def train_dino(images: torch.Tensor, cfg: dict | None = None, device="cpu", seed
     teacher), ``student_state_dict`` (the student backbone's); for a ViT ``vit_kwargs`` (rebuild
     with ``small_vit(**vit_kwargs)``) and ``vit_features_kwargs`` (``vit_features(weights=
     state_dict, **vit_features_kwargs)`` gives the HSR feature network), for a ResNet
-    ``backbone`` (its name: ``resnet_features(backbone, weights=state_dict)``); ``center``, ``history`` (loss per
-    step), ``target_entropy`` (:func:`target_entropy` per step), ``schedule`` (lr, weight decay, momentum and teacher temperature per step),
-    ``config``, ``seed``, ``steps``, ``wall_s`` and ``images_per_s`` (images, each seen as
+    ``backbone`` (its name: ``resnet_features(backbone, weights=state_dict)``); ``center``,
+    ``history`` (loss per step), ``target_entropy`` (:func:`target_entropy` per step),
+    ``schedule`` (lr, weight decay, momentum and teacher temperature per step), ``config``, ``seed``, ``steps``, ``wall_s`` and ``images_per_s`` (images, each seen as
     ``2 + n_local`` crops, per second).
 
     ``checkpoint``: a file that holds the whole training state (student, teacher, optimiser,
