@@ -154,12 +154,12 @@ def _dino_info(art: dict) -> dict:
     collapse that centring alone gives); ``{}`` for a network not trained by DINO."""
     if art.get("method") != "dino":
         return {}
-    mean = lambda v: round(sum(v) / len(v), 3)        # noqa: E731
-    info = {"loss, first 50 steps": mean(art["history"][:50]), "loss, last 200 steps": mean(art["history"][-200:]),
-            "ln K": round(math.log(art["config"]["out_dim"]), 3)}
+    mean = lambda v: sum(v) / len(v)                  # noqa: E731
+    ln_k = math.log(art["config"]["out_dim"])
+    info = {"loss, first 50 steps": round(mean(art["history"][:50]), 3),
+            "loss, last 200 steps": round(mean(art["history"][-200:]), 3), "ln K": round(ln_k, 3)}
     if art.get("target_entropy"):
-        info["target entropy / ln K, last 200 steps"] = round(
-            sum(art["target_entropy"][-200:]) / len(art["target_entropy"][-200:]) / info["ln K"], 3)
+        info["target entropy / ln K, last 200 steps"] = round(mean(art["target_entropy"][-200:]) / ln_k, 3)
     return info
 
 
