@@ -52,6 +52,28 @@ def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
 
 
 
+def test_end_to_end_yardstick_trains_lead_s_architecture_from_scratch_at_smoke(home, one_thread):
+    """The supervised yardstick: LEAD's dense network at random init, trained with the
+    regressor by the recipe's schedule; every weight moves and its maps feed the regressor."""
+    from ssl_lab import zoo
+    from ssl_lab.nets.backbones import dense_maps
+    from ssl_lab.nets.regressor import predict
+    from ssl_lab.regression import fit_end_to_end
+    from ssl_lab.data import splits
+    net, reg, hist = fit_end_to_end("mafl", "smoke", seed=0, amp=False)
+    torch.manual_seed(0)                                   # the same initialisation, untrained
+    from ssl_lab.ssl.lead import DenseNet
+    cfg = zoo.config("lead/stage2-lead", "smoke")
+    init = DenseNet(zoo.config("lead/stage1-byol", "smoke")["backbone"], 64, cfg["width"], stages=cfg["stages"])
+    moved = [not torch.equal(a, b) for a, b in zip(net.parameters(), init.parameters())]
+    assert all(moved) and not net.training and not reg.training
+    assert len(hist["loss"]) == zoo.config("lead/regressor", "smoke")["epochs"] and reg.in_channels == 64
+    test = splits.load("mafl/test", "smoke")
+    pred = predict(reg, dense_maps(net, test.data["image"]), tuple(test.data["image"].shape[-2:]))
+    assert pred.shape == (len(test.landmarks), 5, 2) and torch.isfinite(pred).all()
+    assert len(fit_end_to_end("mafl", "smoke", epochs=1, amp=True)[2]["loss"]) == 1      # bf16, channels_last
+
+
 def test_annotated_subsets_are_nested_per_draw_and_differ_across_draws():
     from ssl_lab.regression import annotated_subset
     five, one = annotated_subset(40, 5, draw=2), annotated_subset(40, 1, draw=2)
