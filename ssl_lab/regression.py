@@ -59,11 +59,12 @@ SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 #: 99 steps) took about 0.73 s a step on one core: 82-96 min each for LEAD-64, CL-64 and DVE-64. Not
 #: trained on 300-W: the random-init hypercolumn, whose regressor would hold 3.3 M weights (6.5 MB
 #: as float16, beyond the shipped zoo's budget) and cost more again (gate R names the yardstick it
-#: lacks there). The stage-1 BYOL hypercolumn (960-d here) is the thesis's 3840-d LEAD row: its Table 3.2 LEAD
-#: row matches no row of its Table 3.4, and §3.3.2 calls it "obtained using hypercolumn feature
-#: maps" of "our model trained using the BYOL objective". Trained on the 5-point sets; 25 min on
-#: MAFL and 8 on an AFLW set on 2 threads. Not shipped: the MoCo hypercolumn (CL's 3840-d row),
-#: whose three regressors (0.46 MB each as float16) would take the zoo past its 100 MB.
+#: lacks there). The stage-1 BYOL hypercolumn (960-d here) is the thesis's 3840-d LEAD row: its
+#: Table 3.2 LEAD row matches no row of its Table 3.4, and §3.3.2 calls it "obtained using
+#: hypercolumn feature maps" of "our model trained using the BYOL objective". Trained on the
+#: 5-point sets: 31 min on MAFL and 7-10 on an AFLW set, on 2 threads beside another job. Not
+#: shipped: the MoCo hypercolumn (CL's 3840-d row), whose three regressors (0.46 MB each as
+#: float16) would take the zoo past its 100 MB.
 TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
              "DVE / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
              "CL / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
@@ -251,7 +252,8 @@ def fit_end_to_end(set_name: str, scale: str, device="cpu", seed: int = 0, feat_
     batch and schedule as ``lead/regressor`` at ``scale``, no augmentation). What a
     self-supervised network must beat: the annotated faces alone, with every weight free.
     ``epochs``: stop after that many epochs of the same schedule (default: the recipe's).
-    ``amp``: bf16 autocast and channels_last. Returns ``(network, regressor, history)``, both in eval mode."""
+    ``amp``: bf16 autocast and channels_last. Returns ``(network, regressor, history)``, both
+    in eval mode."""
     from .ssl.lead import DenseNet
 
     cfg, stage2 = zoo.config("lead/regressor", scale), zoo.config("lead/stage2-lead", scale)

@@ -51,18 +51,17 @@ def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
         regression_error("pixels", "mafl", "smoke")
 
 
-
 def test_end_to_end_yardstick_trains_lead_s_architecture_from_scratch_at_smoke(home, one_thread):
     """The supervised yardstick: LEAD's dense network at random init, trained with the
     regressor by the recipe's schedule; every weight moves and its maps feed the regressor."""
     from ssl_lab import zoo
+    from ssl_lab.data import splits
     from ssl_lab.nets.backbones import dense_maps
     from ssl_lab.nets.regressor import predict
     from ssl_lab.regression import fit_end_to_end
-    from ssl_lab.data import splits
+    from ssl_lab.ssl.lead import DenseNet
     net, reg, hist = fit_end_to_end("mafl", "smoke", seed=0, amp=False)
     torch.manual_seed(0)                                   # the same initialisation, untrained
-    from ssl_lab.ssl.lead import DenseNet
     cfg = zoo.config("lead/stage2-lead", "smoke")
     init = DenseNet(zoo.config("lead/stage1-byol", "smoke")["backbone"], 64, cfg["width"], stages=cfg["stages"])
     moved = [not torch.equal(a, b) for a, b in zip(net.parameters(), init.parameters())]
