@@ -19,11 +19,23 @@ ways, and reports the error on the training and on the test split beside the mea
   96-px crops. At 16 x 16 a cell of the map is 4 px, a fifth of the MAFL role's inter-ocular
   distance, and the soft-argmax of the regressor's randomly initialised filters is nearly a hard
   argmax (the softmax multiplier is 100).
+* ``norm=N``: the released schedule on maps multiplied by one number per row, chosen so that
+  their mean L2 norm per map cell over the training faces is ``N``
+  (:func:`ssl_lab.regression.mean_norm`). A 1x1 filter can absorb any such number exactly
+  (filters divided by it give the same heat maps), so the maps hold the same information at
+  every ``N``; what changes is where the randomly initialised filters start (their responses
+  scale with the norm and go through a softmax with a multiplier of 100) and so what Adam's
+  steps can reach. The rows' own maps differ in norm by two orders of magnitude (CL's projector
+  ends in a spatial softmax, LEAD's and DVE's FPN in a free 1x1 convolution, the hypercolumn is
+  normalised per stage), and the released protocol feeds each one as it comes. ``--rows``
+  picks the feature rows (:data:`ssl_lab.regression.FEATURES`).
 
 Everything else is the recipe's (:mod:`ssl_lab.nets.regressor` says what came from where)::
 
     python data_scripts/regressor_budget.py mafl aflw_m                       # small + protocol, ~25 min, 1 core
     python data_scripts/regressor_budget.py mafl --variants half --tag half   # ~8 min
+    python data_scripts/regressor_budget.py aflw_m --rows "LEAD / 64" "CL / 64" "DVE / 64" \
+        --variants protocol norm=0.1 norm=1 norm=10 --tag feature-scale       # ~25 min
     # -> results/lead/regressor-budget/small-seed0[-TAG].json
 
 The fitted regressors are not kept: the record holds what the regression chapter shows.
@@ -41,59 +53,71 @@ from ssl_lab.data import splits
 from ssl_lab.metrics.landmarks import iod_error
 from ssl_lab.nets.backbones import dense_maps
 from ssl_lab.nets.regressor import fit_regressor, predict
-from ssl_lab.regression import FULL_EPOCHS, dense_features, mean_shape_error
+from ssl_lab.regression import FEATURES, FULL_EPOCHS, dense_features, mean_norm, mean_shape_error
 
 SCALE, SEED, ROW = "small", 0, "LEAD / 64"
+#: the mean map norms of the ``norm=N`` variants
+NORMS = (0.1, 1, 10)
 #: the small scale's regressor budget before this study replaced it with the released schedule
 OLD_SMALL_EPOCHS = 20
 
 
-def variants(set_name: str) -> dict[str, tuple[str, int, int, int]]:
-    """name -> (label, epochs, cosine schedule length, map upsampling factor)."""
+def variants(set_name: str) -> dict[str, tuple[str, int, int, int, float | None]]:
+    """name -> (label, epochs, cosine schedule length, map upsampling factor, mean map norm or
+    None for the maps as they come)."""
     small, full = OLD_SMALL_EPOCHS, FULL_EPOCHS[set_name]
-    return {"small": (f"small ({small} of {small} epochs)", small, small, 1),
-            "protocol": (f"protocol ({full} of 200 epochs)", full, 200, 1),
-            "half": (f"small ({small} of {small} epochs), maps at input / 2", small, small, 2)}
+    return {"small": (f"small ({small} of {small} epochs)", small, small, 1, None),
+            "protocol": (f"protocol ({full} of 200 epochs)", full, 200, 1, None),
+            "half": (f"small ({small} of {small} epochs), maps at input / 2", small, small, 2, None),
+            **{f"norm={n:g}": (f"protocol ({full} of 200 epochs), maps scaled to mean norm {n:g}", full, 200, 1, n)
+               for n in NORMS}}
 
 
-def study(set_name: str, names) -> dict:
+def study(set_name: str, names, row_names=(ROW,)) -> dict:
     cfg = zoo.config("lead/regressor", SCALE)
     train, test = splits.load(f"{set_name}/train", SCALE), splits.load(f"{set_name}/test", SCALE)
-    fn = dense_features(ROW, SCALE, seed=SEED)
-    with torch.no_grad():
-        feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
     size = tuple(train.data["image"].shape[-2:])
     resized = lambda f, k: f if k == 1 else F.interpolate(f.float(), scale_factor=k, mode="bilinear",
                                                           align_corners=False).half()
     rows = {"mean shape": {"train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
                            "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
-    for name in names:
-        label, epochs, schedule, up = variants(set_name)[name]
-        maps = {part: resized(f, up) for part, f in feats.items()}
-        t0 = time.perf_counter()
-        reg, hist = fit_regressor(maps["train"], train.landmarks, size, visible=train.visible, epochs=epochs,
-                                  schedule_epochs=schedule, batch_size=cfg["batch_size"], lr=cfg["lr"],
-                                  weight_decay=cfg["weight_decay"], seed=SEED)
-        wall = time.perf_counter() - t0
-        row = {part: iod_error(predict(reg, maps[part], size), s.landmarks, visible=s.visible)
-               for part, s in (("train", train), ("test", test))}
-        rows[f"{ROW}, {label}"] = {**row, "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
-        print(set_name, label, {k: round(v, 2) for k, v in rows[f"{ROW}, {label}"].items()}, flush=True)
-    return {k: {c: round(float(v), 3) for c, v in r.items()} for k, r in rows.items()}
+    for row_name in row_names:
+        fn = dense_features(row_name, SCALE, seed=SEED)
+        with torch.no_grad():
+            feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
+        own = mean_norm(feats["train"])
+        for name in names:
+            label, epochs, schedule, up, norm = variants(set_name)[name]
+            factor = 1.0 if norm is None else norm / own     # one number for both splits
+            maps = {part: resized(f, up) if norm is None else (f.float() * factor).half() for part, f in feats.items()}
+            t0 = time.perf_counter()
+            reg, hist = fit_regressor(maps["train"], train.landmarks, size, visible=train.visible, epochs=epochs,
+                                      schedule_epochs=schedule, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                                      weight_decay=cfg["weight_decay"], seed=SEED)
+            wall = time.perf_counter() - t0
+            cols = {part: iod_error(predict(reg, maps[part], size), s.landmarks, visible=s.visible)
+                    for part, s in (("train", train), ("test", test))}
+            rows[f"{row_name}, {label}"] = {**cols, "mean norm": own * factor, "final loss": hist["loss"][-1],
+                                            "fit s": round(wall, 1)}
+            print(set_name, row_name, label, {k: round(v, 3) for k, v in rows[f"{row_name}, {label}"].items()},
+                  flush=True)
+    return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sets", nargs="+", choices=sorted(FULL_EPOCHS))
     p.add_argument("--variants", nargs="+", default=["small", "protocol"], choices=sorted(variants("mafl")))
+    p.add_argument("--rows", nargs="+", default=[ROW], choices=sorted(FEATURES), help="feature rows")
     p.add_argument("--tag", default="", help="suffix of the record's file name")
     args = p.parse_args()
     t0 = time.perf_counter()
-    rows = {f"{s} | {row}": cols for s in args.sets for row, cols in study(s, args.variants).items()}
+    rows = {f"{s} | {row}": cols for s in args.sets for row, cols in study(s, args.variants, args.rows).items()}
     tag = f"seed{SEED}" + (f"-{args.tag}" if args.tag else "")
     rec = results.make_record("lead/regressor-budget", SCALE, "regressor-budget", rows, tag=tag,
                               device="cpu", seeds=[SEED], wall_time_s=time.perf_counter() - t0,
-                              parameters=dict(features=ROW, threads=torch.get_num_threads()))
+                              parameters=dict(features=args.rows if args.rows != [ROW] else ROW,
+                                              threads=torch.get_num_threads()))
     print("recorded", results.save(rec))
 
 

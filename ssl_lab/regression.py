@@ -272,6 +272,15 @@ def fit_end_to_end(set_name: str, scale: str, device="cpu", seed: int = 0, feat_
     return net, reg, hist
 
 
+def mean_norm(maps: torch.Tensor) -> float:
+    """The mean L2 norm of a map cell's feature vector over every cell of every image of
+    ``maps`` ``(N, C, h, w)``. The regressor is not invariant to it: its 1x1 filters start
+    standard normal and their responses go through a softmax with a multiplier of 100, so a
+    row's maps enter it in a regime set by their norm (``data_scripts/regressor_budget.py``
+    measures what rescaling them changes)."""
+    return float(maps.double().norm(dim=1).mean())
+
+
 def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,
                      test_visible=None, eyes=None, per_image: bool = False):
     """The nothing-learned yardstick: every test face predicted at the mean training shape

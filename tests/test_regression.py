@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_lab.regression import FEATURES, SETS, mean_shape_error
+from ssl_lab.nets.regressor import LandmarkRegressor
+from ssl_lab.regression import FEATURES, SETS, mean_norm, mean_shape_error
 
 
 def test_mean_shape_error_by_hand():
@@ -20,6 +21,22 @@ def test_mean_shape_error_by_hand():
     assert mean_shape_error(train3, test, train_visible=vis, eyes=(0, 1)) == pytest.approx(15.0)
     mean, each = mean_shape_error(train, test, eyes=(0, 1), per_image=True)
     assert mean == pytest.approx(15.0) and each.tolist() == pytest.approx([0.0, 30.0])
+
+
+def test_mean_norm_by_hand_and_a_scale_the_filters_absorb_exactly():
+    # two images of 2 x 1 x 2 cells: norms 5, 0 | 1, 2 -> mean 2
+    maps = torch.tensor([[[[3.0, 0.0]], [[4.0, 0.0]]], [[[1.0, 0.0]], [[0.0, 2.0]]]])
+    assert mean_norm(maps) == pytest.approx(2.0)
+    # maps scaled by c with filters divided by c give the same heat maps, so the same points:
+    # what rescaling a row's maps changes for the regressor is its starting point, not the
+    # information in the maps
+    feat = torch.randn(3, 8, 6, 6, dtype=torch.float64)
+    reg = LandmarkRegressor(8, 2, num_intermediate=4, generator=torch.Generator().manual_seed(0)).double()
+    pred, _ = reg(feat)
+    with torch.no_grad():
+        reg.filters.div_(7.5)
+    assert torch.allclose(reg(feat * 7.5)[0], pred, atol=1e-10)
+    assert not torch.allclose(reg(feat)[0], pred, atol=1e-3)
 
 
 def test_every_feature_row_and_set_is_known():
