@@ -57,7 +57,7 @@ from ssl_lab.regression import FEATURES, FULL_EPOCHS, dense_features, mean_norm,
 
 SCALE, SEED, ROW = "small", 0, "LEAD / 64"
 #: the mean map norms of the ``norm=N`` variants
-NORMS = (0.1, 1, 10)
+NORMS = (0.01, 0.1, 1, 10)
 #: the small scale's regressor budget before this study replaced it with the released schedule
 OLD_SMALL_EPOCHS = 20
 
