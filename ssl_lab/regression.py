@@ -211,12 +211,20 @@ def train_few_regressor(cfg, device, seed):
     t0 = time.perf_counter()
     feats = dense_maps(dense_features(cfg["features"], cfg["scale"], device, seed), train.data["image"][pick])
     t1 = time.perf_counter()
-    n = len(pick)
-    reg, hist = fit_regressor(feats, train.landmarks[pick], tuple(train.data["image"].shape[-2:]),
-                              visible=train.visible[pick], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                              lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=(0.9, 0.999), amsgrad=True,
-                              schedule="none", num_per_epoch=len(train) // n * n, seed=cfg["draw"], device=device)
+    reg, hist = fit_few(feats, train, pick, cfg, device)
     return _artefact(reg, hist, feats, train, cfg, t1 - t0, time.perf_counter() - t1, annotated=pick.tolist())
+
+
+def fit_few(maps: torch.Tensor, train: splits.FaceSet, pick: torch.Tensor, cfg: dict, device="cpu"):
+    """:func:`train_few_regressor`'s fit: a regressor on ``maps`` (the frozen maps of the
+    ``pick`` images of ``train``, in that order) by DVE's limited-annotation protocol with the
+    optimiser settings of ``cfg`` (a ``lead/regressor-few`` config). Returns ``(regressor,
+    history)``."""
+    n = len(pick)
+    return fit_regressor(maps, train.landmarks[pick], tuple(train.data["image"].shape[-2:]),
+                         visible=train.visible[pick], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                         lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=(0.9, 0.999), amsgrad=True,
+                         schedule="none", num_per_epoch=len(train) // n * n, seed=cfg["draw"], device=device)
 
 
 def eval_maps(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test"):
