@@ -30,12 +30,19 @@ ways, and reports the error on the training and on the test split beside the mea
   normalised per stage), and the released protocol feeds each one as it comes. ``--rows``
   picks the feature rows (:data:`ssl_lab.regression.FEATURES`).
 
+``--annotations N --draws D...``: the same variants on ``N`` annotated training faces, by the
+limited-annotation protocol of Table 3.5 (:func:`ssl_lab.regression.fit_few`, the
+``lead/regressor-few`` recipe's optimiser; the faces of :func:`ssl_lab.regression.annotated_subset`),
+once per draw; the yardstick is the mean shape of the same faces, and ``train`` is the error on them.
+
 Everything else is the recipe's (:mod:`ssl_lab.nets.regressor` says what came from where)::
 
     python data_scripts/regressor_budget.py mafl aflw_m                       # small + protocol, ~25 min, 1 core
     python data_scripts/regressor_budget.py mafl --variants half --tag half   # ~8 min
     python data_scripts/regressor_budget.py aflw_m --rows "LEAD / 64" "CL / 64" "DVE / 64" \
         --variants protocol norm=0.1 norm=1 norm=10 --tag feature-scale       # ~25 min
+    python data_scripts/regressor_budget.py aflw_m --rows "LEAD / 64" "CL / 64" --annotations 100 \
+        --draws 0 1 2 --variants protocol norm=0.1 --tag feature-scale-few100  # ~25 min
     # -> results/lead/regressor-budget/small-seed0[-TAG].json
 
 The fitted regressors are not kept: the record holds what the regression chapter shows.
@@ -53,7 +60,8 @@ from ssl_lab.data import splits
 from ssl_lab.metrics.landmarks import iod_error
 from ssl_lab.nets.backbones import dense_maps
 from ssl_lab.nets.regressor import fit_regressor, predict
-from ssl_lab.regression import FEATURES, FULL_EPOCHS, dense_features, mean_norm, mean_shape_error
+from ssl_lab.regression import (FEATURES, FULL_EPOCHS, annotated_subset, dense_features, fit_few, mean_norm,
+                                mean_shape_error)
 
 SCALE, SEED, ROW = "small", 0, "LEAD / 64"
 #: the mean map norms of the ``norm=N`` variants
@@ -73,12 +81,14 @@ def variants(set_name: str) -> dict[str, tuple[str, int, int, int, float | None]
                for n in NORMS}}
 
 
-def study(set_name: str, names, row_names=(ROW,)) -> dict:
+def study(set_name: str, names, row_names=(ROW,), annotations: int | None = None, draws=(0,)) -> dict:
     cfg = zoo.config("lead/regressor", SCALE)
     train, test = splits.load(f"{set_name}/train", SCALE), splits.load(f"{set_name}/test", SCALE)
     size = tuple(train.data["image"].shape[-2:])
     resized = lambda f, k: f if k == 1 else F.interpolate(f.float(), scale_factor=k, mode="bilinear",
                                                           align_corners=False).half()
+    if annotations is not None:
+        return few_study(set_name, names, row_names, annotations, draws, train, test)
     rows = {"mean shape": {"train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
                            "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
     for row_name in row_names:
@@ -104,15 +114,53 @@ def study(set_name: str, names, row_names=(ROW,)) -> dict:
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
 
 
+def few_study(set_name, names, row_names, annotations, draws, train, test) -> dict:
+    """:func:`study` on ``annotations`` faces per draw, by the limited-annotation protocol."""
+    cfg = {**zoo.config("lead/regressor-few", SCALE), "set": set_name, "annotations": annotations}
+    size = tuple(train.data["image"].shape[-2:])
+    picks = {d: annotated_subset(len(train), annotations, d) for d in draws}
+    rows = {f"mean shape, {annotations} faces, draw {d}":
+            {"train": mean_shape_error(train.landmarks[p], train.landmarks[p], train.visible[p], train.visible[p]),
+             "test": mean_shape_error(train.landmarks[p], test.landmarks, train.visible[p], test.visible)}
+            for d, p in picks.items()}
+    for row_name in row_names:
+        fn = dense_features(row_name, SCALE, seed=SEED)
+        with torch.no_grad():
+            feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
+        own = mean_norm(feats["train"])
+        for name in names:
+            norm = variants(set_name)[name][4]
+            if name != "protocol" and norm is None:
+                raise ValueError(f"--annotations takes the variants protocol and norm=N, not {name!r}")
+            factor = 1.0 if norm is None else norm / own
+            maps = {part: (f.float() * factor).half() for part, f in feats.items()}
+            label = f"few-annotation protocol ({cfg['epochs']} epochs)" + ("" if norm is None else
+                                                                         f", maps scaled to mean norm {norm:g}")
+            for d, pick in picks.items():
+                t0 = time.perf_counter()
+                reg, hist = fit_few(maps["train"][pick], train, pick, {**cfg, "draw": d})
+                wall = time.perf_counter() - t0
+                sub = {"train": (maps["train"][pick], train.landmarks[pick], train.visible[pick]),
+                       "test": (maps["test"], test.landmarks, test.visible)}
+                key = f"{row_name}, {label}, {annotations} faces, draw {d}"
+                rows[key] = {**{part: iod_error(predict(reg, m, size), lm, visible=v) for part, (m, lm, v) in sub.items()},
+                             "mean norm": own * factor, "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
+                print(set_name, key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
+    return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sets", nargs="+", choices=sorted(FULL_EPOCHS))
     p.add_argument("--variants", nargs="+", default=["small", "protocol"], choices=sorted(variants("mafl")))
     p.add_argument("--rows", nargs="+", default=[ROW], choices=sorted(FEATURES), help="feature rows")
+    p.add_argument("--annotations", type=int, default=None, help="annotated training faces (Table 3.5's protocol)")
+    p.add_argument("--draws", nargs="+", type=int, default=[0], help="draws of the annotated faces")
     p.add_argument("--tag", default="", help="suffix of the record's file name")
     args = p.parse_args()
     t0 = time.perf_counter()
-    rows = {f"{s} | {row}": cols for s in args.sets for row, cols in study(s, args.variants, args.rows).items()}
+    rows = {f"{s} | {row}": cols for s in args.sets
+            for row, cols in study(s, args.variants, args.rows, args.annotations, args.draws).items()}
     tag = f"seed{SEED}" + (f"-{args.tag}" if args.tag else "")
     rec = results.make_record("lead/regressor-budget", SCALE, "regressor-budget", rows, tag=tag,
                               device="cpu", seeds=[SEED], wall_time_s=time.perf_counter() - t0,
