@@ -165,7 +165,8 @@ def main() -> None:
     rec = results.make_record("lead/regressor-budget", SCALE, "regressor-budget", rows, tag=tag,
                               device="cpu", seeds=[SEED], wall_time_s=time.perf_counter() - t0,
                               parameters=dict(features=args.rows if args.rows != [ROW] else ROW,
-                                              threads=torch.get_num_threads()))
+                                              threads=torch.get_num_threads(), annotations=args.annotations,
+                                              draws=args.draws if args.annotations else None))
     print("recorded", results.save(rec))
 
 
