@@ -57,7 +57,7 @@ import torch.nn.functional as F
 
 from ssl_lab import results, zoo
 from ssl_lab.data import splits
-from ssl_lab.metrics.landmarks import iod_error
+from ssl_lab.metrics.landmarks import iod_error, standard_error
 from ssl_lab.nets.backbones import dense_maps
 from ssl_lab.nets.regressor import fit_regressor, predict
 from ssl_lab.regression import (FEATURES, FULL_EPOCHS, annotated_subset, dense_features, fit_few, mean_norm,
@@ -107,11 +107,17 @@ def study(set_name: str, names, row_names=(ROW,), annotations: int | None = None
             wall = time.perf_counter() - t0
             cols = {part: iod_error(predict(reg, maps[part], size), s.landmarks, visible=s.visible)
                     for part, s in (("train", train), ("test", test))}
+            cols["test s.e."] = _test_se(reg, maps["test"], test, size)
             rows[f"{row_name}, {label}"] = {**cols, "mean norm": own * factor, "final loss": hist["loss"][-1],
                                             "fit s": round(wall, 1)}
             print(set_name, row_name, label, {k: round(v, 3) for k, v in rows[f"{row_name}, {label}"].items()},
                   flush=True)
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
+
+
+def _test_se(reg, maps, test, size) -> float:
+    """The standard error of the test error over the test faces."""
+    return standard_error(iod_error(predict(reg, maps, size), test.landmarks, visible=test.visible, per_image=True)[1])
 
 
 def few_study(set_name, names, row_names, annotations, draws, train, test) -> dict:
@@ -144,6 +150,7 @@ def few_study(set_name, names, row_names, annotations, draws, train, test) -> di
                        "test": (maps["test"], test.landmarks, test.visible)}
                 key = f"{row_name}, {label}, {annotations} faces, draw {d}"
                 rows[key] = {**{part: iod_error(predict(reg, m, size), lm, visible=v) for part, (m, lm, v) in sub.items()},
+                             "test s.e.": _test_se(reg, maps["test"], test, size),
                              "mean norm": own * factor, "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
                 print(set_name, key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
