@@ -92,10 +92,7 @@ def study(set_name: str, names, row_names=(ROW,), annotations: int | None = None
     rows = {"mean shape": {"train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
                            "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
     for row_name in row_names:
-        fn = dense_features(row_name, SCALE, seed=SEED)
-        with torch.no_grad():
-            feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
-        own = mean_norm(feats["train"])
+        feats, own = _maps(row_name, train, test)
         for name in names:
             label, epochs, schedule, up, norm = variants(set_name)[name]
             factor = 1.0 if norm is None else norm / own     # one number for both splits
@@ -115,6 +112,15 @@ def study(set_name: str, names, row_names=(ROW,), annotations: int | None = None
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
 
 
+def _maps(row_name, train, test) -> tuple[dict, float]:
+    """The frozen maps of feature row ``row_name`` on both splits, and their mean cell norm over
+    the training faces."""
+    fn = dense_features(row_name, SCALE, seed=SEED)
+    with torch.no_grad():
+        feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
+    return feats, mean_norm(feats["train"])
+
+
 def _test_se(reg, maps, test, size) -> float:
     """The standard error of the test error over the test faces."""
     return standard_error(iod_error(predict(reg, maps, size), test.landmarks, visible=test.visible, per_image=True)[1])
@@ -130,10 +136,7 @@ def few_study(set_name, names, row_names, annotations, draws, train, test) -> di
              "test": mean_shape_error(train.landmarks[p], test.landmarks, train.visible[p], test.visible)}
             for d, p in picks.items()}
     for row_name in row_names:
-        fn = dense_features(row_name, SCALE, seed=SEED)
-        with torch.no_grad():
-            feats = {"train": dense_maps(fn, train.data["image"]), "test": dense_maps(fn, test.data["image"])}
-        own = mean_norm(feats["train"])
+        feats, own = _maps(row_name, train, test)
         for name in names:
             norm = variants(set_name)[name][4]
             if name != "protocol" and norm is None:
