@@ -81,14 +81,12 @@ def variants(set_name: str) -> dict[str, tuple[str, int, int, int, float | None]
                for n in NORMS}}
 
 
-def study(set_name: str, names, row_names=(ROW,), annotations: int | None = None, draws=(0,)) -> dict:
+def study(set_name: str, names, row_names=(ROW,)) -> dict:
     cfg = zoo.config("lead/regressor", SCALE)
     train, test = splits.load(f"{set_name}/train", SCALE), splits.load(f"{set_name}/test", SCALE)
     size = tuple(train.data["image"].shape[-2:])
     resized = lambda f, k: f if k == 1 else F.interpolate(f.float(), scale_factor=k, mode="bilinear",
                                                           align_corners=False).half()
-    if annotations is not None:
-        return few_study(set_name, names, row_names, annotations, draws, train, test)
     rows = {"mean shape": {"train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
                            "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
     for row_name in row_names:
@@ -102,11 +100,10 @@ def study(set_name: str, names, row_names=(ROW,), annotations: int | None = None
                                       schedule_epochs=schedule, batch_size=cfg["batch_size"], lr=cfg["lr"],
                                       weight_decay=cfg["weight_decay"], seed=SEED)
             wall = time.perf_counter() - t0
-            cols = {part: iod_error(predict(reg, maps[part], size), s.landmarks, visible=s.visible)
-                    for part, s in (("train", train), ("test", test))}
-            cols["test s.e."] = _test_se(reg, maps["test"], test, size)
-            rows[f"{row_name}, {label}"] = {**cols, "mean norm": own * factor, "final loss": hist["loss"][-1],
-                                            "fit s": round(wall, 1)}
+            (tr, _), (te, se) = (_error(reg, maps[part], s.landmarks, s.visible, size)
+                                 for part, s in (("train", train), ("test", test)))
+            rows[f"{row_name}, {label}"] = {"train": tr, "test": te, "test s.e.": se, "mean norm": own * factor,
+                                            "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
             print(set_name, row_name, label, {k: round(v, 3) for k, v in rows[f"{row_name}, {label}"].items()},
                   flush=True)
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
@@ -121,14 +118,16 @@ def _maps(row_name, train, test) -> tuple[dict, float]:
     return feats, mean_norm(feats["train"])
 
 
-def _test_se(reg, maps, test, size) -> float:
-    """The standard error of the test error over the test faces."""
-    return standard_error(iod_error(predict(reg, maps, size), test.landmarks, visible=test.visible, per_image=True)[1])
+def _error(reg, maps, landmarks, visible, size) -> tuple[float, float]:
+    """The regressor's % IOD error on these faces and its standard error over them."""
+    mean, each = iod_error(predict(reg, maps, size), landmarks, visible=visible, per_image=True)
+    return mean, standard_error(each)
 
 
-def few_study(set_name, names, row_names, annotations, draws, train, test) -> dict:
+def few_study(set_name: str, names, row_names, annotations: int, draws) -> dict:
     """:func:`study` on ``annotations`` faces per draw, by the limited-annotation protocol."""
     cfg = {**zoo.config("lead/regressor-few", SCALE), "set": set_name, "annotations": annotations}
+    train, test = splits.load(f"{set_name}/train", SCALE), splits.load(f"{set_name}/test", SCALE)
     size = tuple(train.data["image"].shape[-2:])
     picks = {d: annotated_subset(len(train), annotations, d) for d in draws}
     rows = {f"mean shape, {annotations} faces, draw {d}":
@@ -149,12 +148,11 @@ def few_study(set_name, names, row_names, annotations, draws, train, test) -> di
                 t0 = time.perf_counter()
                 reg, hist = fit_few(maps["train"][pick], train, pick, {**cfg, "draw": d})
                 wall = time.perf_counter() - t0
-                sub = {"train": (maps["train"][pick], train.landmarks[pick], train.visible[pick]),
-                       "test": (maps["test"], test.landmarks, test.visible)}
+                tr, _ = _error(reg, maps["train"][pick], train.landmarks[pick], train.visible[pick], size)
+                te, se = _error(reg, maps["test"], test.landmarks, test.visible, size)
                 key = f"{row_name}, {label}, {annotations} faces, draw {d}"
-                rows[key] = {**{part: iod_error(predict(reg, m, size), lm, visible=v) for part, (m, lm, v) in sub.items()},
-                             "test s.e.": _test_se(reg, maps["test"], test, size),
-                             "mean norm": own * factor, "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
+                rows[key] = {"train": tr, "test": te, "test s.e.": se, "mean norm": own * factor,
+                             "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
                 print(set_name, key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
 
@@ -169,8 +167,9 @@ def main() -> None:
     p.add_argument("--tag", default="", help="suffix of the record's file name")
     args = p.parse_args()
     t0 = time.perf_counter()
-    rows = {f"{s} | {row}": cols for s in args.sets
-            for row, cols in study(s, args.variants, args.rows, args.annotations, args.draws).items()}
+    run = (lambda s: study(s, args.variants, args.rows)) if args.annotations is None else (
+        lambda s: few_study(s, args.variants, args.rows, args.annotations, args.draws))
+    rows = {f"{s} | {row}": cols for s in args.sets for row, cols in run(s).items()}
     tag = f"seed{SEED}" + (f"-{args.tag}" if args.tag else "")
     rec = results.make_record("lead/regressor-budget", SCALE, "regressor-budget", rows, tag=tag,
                               device="cpu", seeds=[SEED], wall_time_s=time.perf_counter() - t0,
