@@ -285,8 +285,10 @@ def mean_norm(maps: torch.Tensor) -> float:
     ``maps`` ``(N, C, h, w)``. The regressor is not invariant to it: its 1x1 filters start
     standard normal and their responses go through a softmax with a multiplier of 100, so a
     row's maps enter it in a regime set by their norm (``data_scripts/regressor_budget.py``
-    measures what rescaling them changes)."""
-    return float(maps.double().norm(dim=1).mean())
+    measures what rescaling them changes). Summed in float64 over chunks of 256 images, so a
+    large float16 stack is not copied whole."""
+    total = sum(float(chunk.double().norm(dim=1).sum()) for chunk in maps.split(256))
+    return total / (maps.shape[0] * maps.shape[2] * maps.shape[3])
 
 
 def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,

@@ -27,6 +27,8 @@ def test_mean_norm_by_hand_and_a_scale_the_filters_absorb_exactly():
     # two images of 2 x 1 x 2 cells: norms 5, 0 | 1, 2 -> mean 2
     maps = torch.tensor([[[[3.0, 0.0]], [[4.0, 0.0]]], [[[1.0, 0.0]], [[0.0, 2.0]]]])
     assert mean_norm(maps) == pytest.approx(2.0)
+    many = torch.randn(600, 7, 5, 3).half()                   # more than one chunk of 256 images
+    assert mean_norm(many) == pytest.approx(float(many.double().norm(dim=1).mean()), rel=1e-12)
     # maps scaled by c with filters divided by c give the same heat maps, so the same points:
     # what rescaling a row's maps changes for the regressor is its starting point, not the
     # information in the maps
