@@ -173,7 +173,9 @@ def hypercolumn(feats, size=None, normalize: bool = True, levels=STAGES) -> torc
     ``size``: int or (h, w); default the size of ``feats[1]`` (the stride-4 grid). Each map is
     bilinearly resized (``align_corners=False``, so all grids tile the same image extent);
     with ``normalize`` each level's channel vectors are then L2-normalised (after resizing,
-    so every level block has unit norm at every grid cell, as in ContrastLandmarks)."""
+    so every level block has unit norm at every grid cell, as ContrastLandmarks' dense loss and
+    matching do: ``layer_wise_normalize`` in its ``train_feature_projector.py``; its regression
+    script ``eval_face.py`` feeds the raw activations, ``models/resnet.py``)."""
     if size is None:
         size = tuple(feats[1].shape[-2:])
     elif isinstance(size, int):
