@@ -60,8 +60,8 @@ from ssl_lab.data import splits
 from ssl_lab.metrics.landmarks import iod_error, standard_error
 from ssl_lab.nets.backbones import dense_maps
 from ssl_lab.nets.regressor import fit_regressor, predict
-from ssl_lab.regression import (FEATURES, FULL_EPOCHS, annotated_subset, dense_features, fit_few, mean_norm,
-                                mean_shape_error)
+from ssl_lab.regression import (FEATURES, FULL_EPOCHS, SCALED_TO, annotated_subset, budget_key, dense_features,
+                                fit_few, mean_norm, mean_shape_error)
 
 SCALE, SEED, ROW = "small", 0, "LEAD / 64"
 #: the mean map norms of the ``norm=N`` variants
@@ -77,7 +77,7 @@ def variants(set_name: str) -> dict[str, tuple[str, int, int, int, float | None]
     return {"small": (f"small ({small} of {small} epochs)", small, small, 1, None),
             "protocol": (f"protocol ({full} of 200 epochs)", full, 200, 1, None),
             "half": (f"small ({small} of {small} epochs), maps at input / 2", small, small, 2, None),
-            **{f"norm={n:g}": (f"protocol ({full} of 200 epochs), maps scaled to mean norm {n:g}", full, 200, 1, n)
+            **{f"norm={n:g}": (f"protocol ({full} of 200 epochs), {SCALED_TO}{n:g}", full, 200, 1, n)
                for n in NORMS}}
 
 
@@ -87,8 +87,9 @@ def study(set_name: str, names, row_names=(ROW,)) -> dict:
     size = tuple(train.data["image"].shape[-2:])
     resized = lambda f, k: f if k == 1 else F.interpolate(f.float(), scale_factor=k, mode="bilinear",
                                                           align_corners=False).half()
-    rows = {"mean shape": {"train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
-                           "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
+    rows = {budget_key(set_name, "mean shape"): {
+        "train": mean_shape_error(train.landmarks, train.landmarks, train.visible, train.visible),
+        "test": mean_shape_error(train.landmarks, test.landmarks, train.visible, test.visible)}}
     for row_name in row_names:
         feats, own = _maps(row_name, train, test)
         for name in names:
@@ -102,10 +103,10 @@ def study(set_name: str, names, row_names=(ROW,)) -> dict:
             wall = time.perf_counter() - t0
             (tr, _), (te, se) = (_error(reg, maps[part], s.landmarks, s.visible, size)
                                  for part, s in (("train", train), ("test", test)))
-            rows[f"{row_name}, {label}"] = {"train": tr, "test": te, "test s.e.": se, "mean norm": own * factor,
-                                            "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
-            print(set_name, row_name, label, {k: round(v, 3) for k, v in rows[f"{row_name}, {label}"].items()},
-                  flush=True)
+            key = budget_key(set_name, row_name, label)
+            rows[key] = {"train": tr, "test": te, "test s.e.": se, "mean norm": own * factor,
+                         "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
+            print(key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
 
 
@@ -130,7 +131,7 @@ def few_study(set_name: str, names, row_names, annotations: int, draws) -> dict:
     train, test = splits.load(f"{set_name}/train", SCALE), splits.load(f"{set_name}/test", SCALE)
     size = tuple(train.data["image"].shape[-2:])
     picks = {d: annotated_subset(len(train), annotations, d) for d in draws}
-    rows = {f"mean shape, {annotations} faces, draw {d}":
+    rows = {budget_key(set_name, "mean shape", None, annotations, d):
             {"train": mean_shape_error(train.landmarks[p], train.landmarks[p], train.visible[p], train.visible[p]),
              "test": mean_shape_error(train.landmarks[p], test.landmarks, train.visible[p], test.visible)}
             for d, p in picks.items()}
@@ -143,17 +144,17 @@ def few_study(set_name: str, names, row_names, annotations: int, draws) -> dict:
             factor = 1.0 if norm is None else norm / own
             maps = {part: (f.float() * factor).half() for part, f in feats.items()}
             label = f"few-annotation protocol ({cfg['epochs']} epochs)" + ("" if norm is None else
-                                                                         f", maps scaled to mean norm {norm:g}")
+                                                                         f", {SCALED_TO}{norm:g}")
             for d, pick in picks.items():
                 t0 = time.perf_counter()
                 reg, hist = fit_few(maps["train"][pick], train, pick, {**cfg, "draw": d})
                 wall = time.perf_counter() - t0
                 tr, _ = _error(reg, maps["train"][pick], train.landmarks[pick], train.visible[pick], size)
                 te, se = _error(reg, maps["test"], test.landmarks, test.visible, size)
-                key = f"{row_name}, {label}, {annotations} faces, draw {d}"
+                key = budget_key(set_name, row_name, label, annotations, d)
                 rows[key] = {"train": tr, "test": te, "test s.e.": se, "mean norm": own * factor,
                              "final loss": hist["loss"][-1], "fit s": round(wall, 1)}
-                print(set_name, key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
+                print(key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
     return {k: {c: round(float(v), 4) for c, v in r.items()} for k, r in rows.items()}
 
 
@@ -169,7 +170,7 @@ def main() -> None:
     t0 = time.perf_counter()
     run = (lambda s: study(s, args.variants, args.rows)) if args.annotations is None else (
         lambda s: few_study(s, args.variants, args.rows, args.annotations, args.draws))
-    rows = {f"{s} | {row}": cols for s in args.sets for row, cols in run(s).items()}
+    rows = {key: cols for s in args.sets for key, cols in run(s).items()}
     tag = f"seed{SEED}" + (f"-{args.tag}" if args.tag else "")
     rec = results.make_record("lead/regressor-budget", SCALE, "regressor-budget", rows, tag=tag,
                               device="cpu", seeds=[SEED], wall_time_s=time.perf_counter() - t0,

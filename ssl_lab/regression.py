@@ -291,6 +291,41 @@ def mean_norm(maps: torch.Tensor) -> float:
     return total / (maps.shape[0] * maps.shape[2] * maps.shape[3])
 
 
+#: the variant label of ``data_scripts/regressor_budget.py``'s maps multiplied to a common norm
+SCALED_TO = "maps scaled to mean norm "
+
+
+def budget_key(set_name: str, row: str, variant: str | None = None, annotations: int | None = None,
+               draw: int | None = None) -> str:
+    """The row key of a ``lead/regressor-budget`` record (``data_scripts/regressor_budget.py``):
+    ``"set | row[, variant][, N faces][, draw D]"``, read back by :func:`budget_fields`."""
+    parts = [row, variant, None if annotations is None else f"{annotations} faces",
+             None if draw is None else f"draw {draw}"]
+    return f"{set_name} | " + ", ".join(p for p in parts if p is not None)
+
+
+def budget_fields(key: str) -> dict:
+    """What a ``lead/regressor-budget`` row key says: ``set``, ``row``, ``variant`` (None for a
+    yardstick row), ``norm`` (the common mean map norm of a :data:`SCALED_TO` variant, else
+    None: the maps as they come), ``annotations`` and ``draw`` (None outside the few-annotation
+    study). Row names hold no ", " (:data:`FEATURES`, "mean shape")."""
+    set_name, rest = key.split(" | ", 1)
+    row, *parts = rest.split(", ")
+    fields = dict(set=set_name, row=row, variant=None, norm=None, annotations=None, draw=None)
+    variant = []
+    for part in parts:
+        if part.startswith("draw "):
+            fields["draw"] = int(part[len("draw "):])
+        elif part.endswith(" faces"):
+            fields["annotations"] = int(part[:-len(" faces")])
+        else:
+            variant.append(part)
+            if part.startswith(SCALED_TO):
+                fields["norm"] = float(part[len(SCALED_TO):])
+    fields["variant"] = ", ".join(variant) or None
+    return fields
+
+
 def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,
                      test_visible=None, eyes=None, per_image: bool = False):
     """The nothing-learned yardstick: every test face predicted at the mean training shape

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssl_lab.nets.regressor import LandmarkRegressor
-from ssl_lab.regression import FEATURES, SETS, mean_norm, mean_shape_error
+from ssl_lab.regression import FEATURES, SETS, budget_fields, budget_key, mean_norm, mean_shape_error
 
 
 def test_mean_shape_error_by_hand():
@@ -39,6 +39,30 @@ def test_mean_norm_by_hand_and_a_scale_the_filters_absorb_exactly():
         reg.filters.div_(7.5)
     assert torch.allclose(reg(feat * 7.5)[0], pred, atol=1e-10)
     assert not torch.allclose(reg(feat)[0], pred, atol=1e-3)
+
+
+def test_budget_keys_read_back_as_written():
+    """The regressor-budget record's row keys, as data_scripts/regressor_budget.py writes them
+    (these four are keys of the committed records), and back."""
+    yard = "aflw_m | mean shape"
+    plain = "mafl | LEAD / 64, protocol (120 of 200 epochs)"
+    scaled = "aflw_m | CL / 64, protocol (45 of 200 epochs), maps scaled to mean norm 0.1"
+    few = ("aflw_m | LEAD / 64, few-annotation protocol (50 epochs), maps scaled to mean norm 0.1, "
+           "100 faces, draw 2")
+    assert budget_fields(yard) == dict(set="aflw_m", row="mean shape", variant=None, norm=None,
+                                       annotations=None, draw=None)
+    assert budget_fields(plain)["variant"] == "protocol (120 of 200 epochs)" and budget_fields(plain)["norm"] is None
+    assert budget_fields(scaled)["norm"] == 0.1 and budget_fields(scaled)["row"] == "CL / 64"
+    assert budget_fields(few) == dict(set="aflw_m", row="LEAD / 64", norm=0.1, annotations=100, draw=2,
+                                      variant="few-annotation protocol (50 epochs), maps scaled to mean norm 0.1")
+    assert budget_fields("aflw_m | mean shape, 5 faces, draw 0") == dict(
+        set="aflw_m", row="mean shape", variant=None, norm=None, annotations=5, draw=0)
+    from ssl_lab import results
+    recorded = [k for r in results.load_all("lead/regressor-budget") for k in r["rows"]]
+    assert {yard, plain, scaled, few} <= set(recorded)
+    for key in recorded:
+        f = budget_fields(key)
+        assert budget_key(f["set"], f["row"], f["variant"], f["annotations"], f["draw"]) == key
 
 
 def test_every_feature_row_and_set_is_known():
