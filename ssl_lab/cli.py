@@ -163,8 +163,8 @@ def main(argv=None):
                     "(gradients averaged over the processes; batch the global batch, a multiple "
                     "of N x the minibatch-std group; a branch's warm-up and feature network are "
                     "not: train those first) then train data-parallel and only rank 0 writes. "
-                    "Other recipes are not data-parallel yet (each process would train the whole "
-                    "recipe): run them with one process.")
+                    "Other recipes run in one process; under torchrun they stop before training "
+                    "(each process would train the whole recipe).")
     t.add_argument("recipe")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--ship", action="store_true",

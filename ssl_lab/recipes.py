@@ -103,7 +103,7 @@ def _ssl_recipe(method):
 
 for _method in ("byol", "moco"):
     zoo.register(f"lead/stage1-{_method}", {s: {**c, "scale": s} for s, c in _SSL.items()},
-                 build=_build_backbone, store="int8")(_ssl_recipe(_method))
+                 build=_build_backbone, store="int8", parallel=True)(_ssl_recipe(_method))
 
 
 _SUP = {
@@ -390,7 +390,8 @@ _STAGE2_EXTRA = {"lead": dict(feat_dim=64, proj_dim=256), "dve": dict(feat_dim=6
                  "cl": dict(feat_dim=64, weight_decay=5e-4, amsgrad=False)}
 for _method, _extra in _STAGE2_EXTRA.items():
     zoo.register(f"lead/stage2-{_method}", {s: {**c, **_extra} for s, c in _STAGE2.items()}, build=_build_stage2,
-                 store="int8", inputs=_teacher_of(_TEACHER[_method]))(_stage2_recipe(_method, _TEACHER[_method]))
+                 store="int8", inputs=_teacher_of(_TEACHER[_method]), parallel=True)(
+                     _stage2_recipe(_method, _TEACHER[_method]))
 
 # Table 3.6 (thesis §3.3.2): each stage-2 objective on the *other* stage-1 network, with its own
 # recipe's config otherwise unchanged (the thesis: "same architectures ... only vary the objective").
@@ -399,7 +400,7 @@ CROSSED_STAGE2 = {"lead/stage2-lead-from-moco": ("lead", "lead/stage1-moco"),
                   "lead/stage2-cl-from-byol": ("cl", "lead/stage1-byol")}
 for _name, (_method, _teacher) in CROSSED_STAGE2.items():
     zoo.register(_name, {s: {**c, **_STAGE2_EXTRA[_method]} for s, c in _STAGE2.items()}, build=_build_stage2,
-                 store="int8", inputs=_teacher_of(_teacher))(_stage2_recipe(_method, _teacher))
+                 store="int8", inputs=_teacher_of(_teacher), parallel=True)(_stage2_recipe(_method, _teacher))
 
 
 _NMF = {"smoke": dict(scale="smoke", images=32, pixels=2000, feat_dim=64),
@@ -478,7 +479,7 @@ def warmup_of(cfg: dict) -> dict:
 
 
 @zoo.register("hsr/warmup", {s: {k: v for k, v in c.items() if k != "branch_kimg"}
-                             for s, c in _GAN.items()}, ship_state=True)
+                             for s, c in _GAN.items()}, ship_state=True, parallel=True)
 def train_gan_warmup(cfg, device, seed):
     """StyleGAN2-ADA without HSR for ``warmup_kimg``, keeping the training state to branch from.
     Below full scale it is resumable (the zoo's training checkpoint) and keeps
@@ -505,7 +506,7 @@ def _branch_inputs(scale, seed, cfg):
 
 
 @zoo.register("hsr/branch", {s: {**c, "features": "none", "levels": "all", "pl_weight": 2.0}
-                             for s, c in _GAN.items()}, inputs=_branch_inputs)
+                             for s, c in _GAN.items()}, inputs=_branch_inputs, parallel=True)
 def train_gan_branch(cfg, device, seed):
     """A variant trained for ``branch_kimg`` from the shared warm-up: ``features`` "none"
     (plain StyleGAN2-ADA) or a Table 4.1 row (:data:`HSR_FEATURES`) with HSR on ``levels``
@@ -762,9 +763,7 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
 
 
 #: the recipes that train data-parallel under torchrun (the others run in one process)
-DATA_PARALLEL = frozenset({"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-lead", "lead/stage2-dve",
-                           *CROSSED_STAGE2,
-                           "lead/stage2-cl", "hsr/warmup", "hsr/branch"})
+DATA_PARALLEL = frozenset(name for name, r in zoo.RECIPES.items() if r.parallel)
 
 
 def chapter_weights(chapter: str, scale: str) -> list[str]:

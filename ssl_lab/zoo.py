@@ -69,13 +69,14 @@ class Recipe:
     store: str = "float16"   # how shipped files keep float32 weights: "float16" or "int8"
     ship_state: bool = False  # ship the training state too (float32, beside the artefact)
     inputs: Callable[[str, int, dict], list] | None = None   # (scale, seed, config) -> artefacts it loads
+    parallel: bool = False   # its training loop is data-parallel under torchrun
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
 def register(name: str, configs: dict, build: Callable | None = None, store: str = "float16",
-             ship_state: bool = False, inputs: Callable | None = None):
+             ship_state: bool = False, inputs: Callable | None = None, parallel: bool = False):
     """Decorator: ``@register("lead/stage1-byol", {"smoke": {...}, "small": {...}, "full": {...}})``.
     ``store="int8"``: shipped files keep large weight tensors as int8 (:func:`_compact`).
     ``ship_state``: the shipped zoo also keeps the artefact's training state (its ``"state"``;
@@ -84,12 +85,14 @@ def register(name: str, configs: dict, build: Callable | None = None, store: str
     ``inputs(scale, seed, config)``: the trained artefacts its training loads, as
     ``(recipe, scale, seed, overrides)`` (a stage-2 net's teacher, a regressor's features, a
     GAN branch's warm-up): their keys are recorded when it is trained, and a shipped artefact
-    whose inputs have changed since is stale (:func:`stale_reason`)."""
+    whose inputs have changed since is stale (:func:`stale_reason`). ``parallel``: its training
+    loop is data-parallel (:mod:`ssl_lab.distributed`), so it may run under torchrun; any other
+    recipe started there stops before training (each process would train all of it)."""
     if store not in STORES:
         raise ValueError(f"store must be one of {sorted(STORES)}, got {store!r}")
 
     def deco(train):
-        RECIPES[name] = Recipe(name, train, configs, build, store, ship_state, inputs)
+        RECIPES[name] = Recipe(name, train, configs, build, store, ship_state, inputs, parallel)
         return train
     return deco
 
@@ -426,6 +429,9 @@ def train(name: str, scale: str, device="cpu", seed: int = 0, **overrides) -> Pa
     Under torchrun every process trains (the recipe's loop is data-parallel) and only rank 0
     writes the cache; all return once it is written (:func:`ssl_lab.distributed.barrier`)."""
     r = recipe(name)
+    if distributed.world_size() > 1 and not r.parallel:
+        raise RuntimeError(f"{name} trains in one process (its loop is not data-parallel): start it with "
+                           f"`python -m ssl_lab train {name} ...`, not under torchrun")
     cfg = config(name, scale, **overrides)
     torch.manual_seed(seed)
     ckpt = cache_path(name, scale, seed, **overrides).with_suffix(".ckpt")

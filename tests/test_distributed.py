@@ -97,6 +97,22 @@ def test_single_process_is_a_no_op(monkeypatch):
     distributed.cleanup()
 
 
+def test_a_recipe_that_is_not_data_parallel_stops_under_torchrun(monkeypatch, home):
+    """Each process would train the whole recipe: it stops before training, with the command
+    that runs it."""
+    from ssl_lab import recipes, zoo
+    assert recipes.DATA_PARALLEL == {"lead/stage1-byol", "lead/stage1-moco", "lead/stage2-lead", "lead/stage2-dve",
+                                     "lead/stage2-cl", "lead/stage2-lead-from-moco", "lead/stage2-cl-from-byol",
+                                     "hsr/warmup", "hsr/branch"}
+    calls = []
+    zoo.register("test/one-process", {"smoke": dict(a=1)})(lambda cfg, device, seed: calls.append(cfg) or {})
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    for name in ("test/one-process", "lead/regressor", "lead/stage2-nmf"):
+        with pytest.raises(RuntimeError, match=f"{name} trains in one process.*python -m ssl_lab train {name}"):
+            zoo.train(name, "smoke")
+    assert calls == [] and not [p for p in home.parent.rglob("*") if p.is_file()]
+
+
 # -- two processes ------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
@@ -244,7 +260,7 @@ def _worker(rank: int, out: Path, port: int):
     written, save = [], train_module.atomic_save
     train_module.atomic_save = lambda state, path: (written.append(state["step"]), save(state, path))[1]
 
-    @zoo.register("test/ddp-byol", {"smoke": dict(BYOL)})
+    @zoo.register("test/ddp-byol", {"smoke": dict(BYOL)}, parallel=True)
     def _recipe(cfg, device, seed):
         return train_ssl("byol", _images(), cfg, device=device, seed=seed, progress=False,
                          checkpoint=zoo.training_checkpoint(), checkpoint_every=1)
@@ -503,7 +519,7 @@ def _gan_worker(rank: int, out: Path, port: int):
     # (c) `python -m ssl_lab train` of a GAN recipe, a cache folder per rank (last: it leaves the group)
     os.environ["SSL_LAB_HOME"] = str(mine / "home")
 
-    @zoo.register("test/ddp-gan", {"smoke": dict(steps=2)})
+    @zoo.register("test/ddp-gan", {"smoke": dict(steps=2)}, parallel=True)
     def _recipe(c, device, seed):
         return train_gan(_gan_images(), gan_config("smoke", **GAN), device=device, seed=seed,
                          steps=c["steps"], checkpoint=zoo.training_checkpoint(), checkpoint_every=1)
