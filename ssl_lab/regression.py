@@ -326,6 +326,19 @@ def budget_fields(key: str) -> dict:
     return fields
 
 
+def few_draws(records) -> dict:
+    """The test errors of the few-annotation rows of ``lead/regressor-budget`` records
+    (``regressor_budget.py --annotations N``) whose maps were given as they come (no common
+    norm): ``{(row, annotations): {draw: % IOD}}``, the yardstick's row "mean shape" included."""
+    out = {}
+    for rec in records:
+        for key, v in rec["rows"].items():
+            f = budget_fields(key)
+            if f["annotations"] is not None and f["norm"] is None:
+                out.setdefault((f["row"], f["annotations"]), {})[f["draw"]] = v["test"]
+    return out
+
+
 def mean_shape_error(train_landmarks: torch.Tensor, test_landmarks: torch.Tensor, train_visible=None,
                      test_visible=None, eyes=None, per_image: bool = False):
     """The nothing-learned yardstick: every test face predicted at the mean training shape
