@@ -1,4 +1,5 @@
-"""When does correspondence emerge? Matching error of a stage-1 network over its training.
+"""When does correspondence emerge, and how much does it vary? Matching error of a stage-1
+network over its training, and of the LEAD networks over training seeds.
 
 ``python -m ssl_lab curve lead/stage1-byol --scale small --seed 0`` evaluates the snapshots a
 training kept (:func:`ssl_lab.ssl.train.train_ssl` with ``snapshots``; they live in the local
@@ -12,6 +13,12 @@ Where does the network learn? Each point also holds the different-identity error
 stage of the hypercolumn alone (``"levels"``: ``{"layer1": px, ..., "layer4": px}``, the
 level's map resized to the stride-4 grid and matched the same way), in float32: a
 diagnostic, not a table entry.
+
+Over seeds: ``python data_scripts/matching_seeds.py --seeds 0 2`` (:func:`seed_study`) evaluates the
+networks of :data:`SEED_ROWS` trained with each seed (the BYOL teacher's hypercolumn, MoCo's, and
+LEAD-64 distilled from the BYOL of the same seed) exactly as the matching chapter's Table 3.1 does,
+with gate S2 per seed, and records ``results/lead/matching-seeds/<scale>-seed<N>.json``; seeds
+other than 0 are trained into the local cache, not shipped (the zoo's 100 MB hold one seed).
 """
 from __future__ import annotations
 
@@ -41,6 +48,20 @@ def level_errors(net: Backbone, images: torch.Tensor, landmarks: torch.Tensor, i
     return out
 
 
+def mafl_matcher(scale: str, seed: int = 0, se: bool = False):
+    """The matching chapters' protocol on the MAFL-role test split at ``scale``, pairs and warps
+    drawn with ``seed`` (warped once): returns ``(test, row)``, where ``row(descriptor)`` is
+    :func:`~ssl_lab.metrics.landmarks.matching_row` of a descriptor function (``None``: copying
+    positions) and ``se`` adds its standard errors over pairs."""
+    sc = scales.get(scale)
+    test = splits.load("mafl/test", scale)
+    new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=seed)
+    views = matching_views(test.data["image"], test.landmarks, sc.pairs, seed, identity=test.data["identity"])
+    row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed,
+                                 identity=test.data["identity"], se=se, views=views)
+    return test, row
+
+
 def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", record: bool = True) -> dict:
     t0 = time.perf_counter()
     art = torch.load(zoo.cache_path(name, scale, seed), map_location="cpu", weights_only=False)
@@ -48,11 +69,7 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
         raise ValueError(f"the cached {name} ({scale}, seed {seed}) kept no snapshots; retrain it with "
                          f"`python -m ssl_lab train {name} --scale {scale} --seed {seed}`")
     sc = scales.get(scale)
-    test = splits.load("mafl/test", scale)
-    new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=seed)
-    views = matching_views(test.data["image"], test.landmarks, sc.pairs, seed, identity=test.data["identity"])
-    row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed,
-                                 identity=test.data["identity"], views=views)
+    test, row = mafl_matcher(scale, seed)
     torch.manual_seed(seed)                                       # the run's own initialisation
     net = Backbone(art["backbone"]).double().eval()
     steps = {0: {k: v.clone() for k, v in net.state_dict().items()}, **art["snapshots"]}
@@ -106,3 +123,39 @@ def seed_summary(records, columns=("Different", "Same", "same identity, new pose
         entry["mean"] = {c: v.mean().item() for c, v in vals.items()}
         entry["std"] = {c: v.std().item() if len(v) > 1 else float("nan") for c, v in vals.items()}
     return out
+
+
+#: Table 3.1's rows that the seed study trains and evaluates at each seed:
+#: ``row -> (recipe, overrides, descriptor)``, the descriptor being the network's hypercolumn or its output
+SEED_ROWS = {"LEAD / 3840": ("lead/stage1-byol", {}, "hypercolumn"),
+             "CL / 3840": ("lead/stage1-moco", {}, "hypercolumn"),
+             "LEAD / 64": ("lead/stage2-lead", dict(feat_dim=64, proj_dim=256), "output")}
+
+
+def seed_study(scale: str = "small", seed: int = 0, rows=tuple(SEED_ROWS), device="cpu", record: bool = True) -> dict:
+    """Table 3.1's ``rows`` (of :data:`SEED_ROWS`) for the networks trained with ``seed``, as the
+    matching chapter at that ``seed`` computes them (float64, standard errors over pairs, pairs and
+    warps drawn with ``seed``: the spread over seeds holds both draws), with the yardsticks and,
+    when LEAD-64 and its teacher's hypercolumn are both there, gate S2. Networks that are neither
+    shipped nor cached are trained (:func:`ssl_lab.zoo.get`). Returns ``{"rows", "gates"}`` (and
+    ``"path"`` of the record)."""
+    t0 = time.perf_counter()
+    _, row = mafl_matcher(scale, seed, se=True)
+    nets = {name: zoo.get(SEED_ROWS[name][0], scale, device=device, seed=seed, **SEED_ROWS[name][1]).double().eval()
+            for name in rows}                                    # (trained here if need be: outside no_grad)
+    out = {}
+    with torch.no_grad():
+        for name, net in nets.items():
+            f = net.hypercolumn if SEED_ROWS[name][2] == "hypercolumn" else net
+            out[name] = row(lambda x: f(x.to(device)).cpu())
+        out["no features"], out["7x7 pixel patches / 147"] = row(None), row(pixel_patches)
+    checks = gates.stage2(out) if {"LEAD / 64", "LEAD / 3840"} <= set(out) else []
+    result = dict(rows=out, gates=checks)
+    if record:
+        rec = results.make_record("lead/matching-seeds", scale, "thesis-3.1-seeds", out, tag=f"seed{seed}",
+                                  device=device, seeds=[seed], wall_time_s=time.perf_counter() - t0,
+                                  parameters=dict(gates=checks, pairs=scales.get(scale).pairs,
+                                                  recipes={r: SEED_ROWS[r][:2] for r in rows},
+                                                  protocol="DVE test_matching.py (+ same identity, new pose)"))
+        result["path"] = str(results.save(rec))
+    return result

@@ -201,6 +201,24 @@ def test_stage1_learning_curve_evaluates_every_snapshot_with_its_yardsticks(home
     assert [l.get_label() for l in fig.axes[1].lines][:2] == ["seed 0", "seed 1"]
 
 
+def test_seed_study_evaluates_each_network_as_the_matching_chapter_and_gates_lead(home, one_thread):
+    import torch
+    from ssl_lab import zoo
+    from ssl_lab.learning_curve import mafl_matcher, seed_study
+    out = seed_study("smoke", 1, rows=("LEAD / 3840", "LEAD / 64"), record=False)    # trains both, seed 1
+    assert list(out["rows"]) == ["LEAD / 3840", "LEAD / 64", "no features", "7x7 pixel patches / 147"]
+    assert zoo.load("lead/stage2-lead", "smoke", seed=1, feat_dim=64, proj_dim=256)["teacher"]["seed"] == 1
+    byol = zoo.get("lead/stage1-byol", "smoke", seed=1).double().eval()
+    _, row = mafl_matcher("smoke", 1, se=True)                      # the chapter's protocol, by hand
+    with torch.no_grad():
+        assert out["rows"]["LEAD / 3840"] == row(lambda x: byol.hypercolumn(x))
+    assert "Different s.e." in out["rows"]["LEAD / 64"]
+    (gate,) = out["gates"]
+    assert gate["gate"] == "S2" and gate["value"] == out["rows"]["LEAD / 64"]["Different"]
+    assert gate["bound"] == round(1.2 * out["rows"]["LEAD / 3840"]["Different"], 2)
+    assert seed_study("smoke", 1, rows=("LEAD / 3840",), record=False)["gates"] == []  # no LEAD-64: no gate
+
+
 def test_seed_summary_takes_each_curve_at_its_last_step():
     from ssl_lab.learning_curve import seed_summary
     rec = lambda seed, last, steps=4000: {"seeds": [seed], "parameters": {"recipe": "lead/stage1-byol"},
