@@ -329,15 +329,17 @@ def budget_fields(key: str) -> dict:
 
 
 def few_draws(records) -> dict:
-    """The test errors of the few-annotation rows of ``lead/regressor-budget`` records
-    (``regressor_budget.py --annotations N``) whose maps were given as they come (no common
-    norm): ``{(row, annotations): {draw: % IOD}}``, the yardstick's row "mean shape" included."""
+    """The few-annotation rows of ``lead/regressor-budget`` records (``regressor_budget.py
+    --annotations N``), gathered by draw: ``{(row, norm, annotations): {draw: record row}}``
+    (``norm``: the common mean norm the maps were scaled to, ``None`` for maps as they come; a
+    record row holds ``"test"`` and ``"train"`` % IOD), the yardstick's row "mean shape" included.
+    Rows without an annotation count are left out."""
     out = {}
     for rec in records:
         for key, v in rec["rows"].items():
             f = budget_fields(key)
-            if f["annotations"] is not None and f["norm"] is None:
-                out.setdefault((f["row"], f["annotations"]), {})[f["draw"]] = v["test"]
+            if f["annotations"] is not None:
+                out.setdefault((f["row"], f["norm"], f["annotations"]), {})[f["draw"]] = v
     return out
 
 

@@ -65,7 +65,7 @@ def test_budget_keys_read_back_as_written():
         assert budget_key(f["set"], f["row"], f["variant"], f["annotations"], f["draw"]) == key
 
 
-def test_few_draws_gathers_the_draws_of_maps_as_they_come():
+def test_few_draws_gathers_the_draws_of_each_row_norm_and_budget():
     v = lambda x: {"test": x, "train": 0.0}
     recs = [{"rows": {"aflw_m | mean shape, 5 faces, draw 0": v(90.0), "aflw_m | mean shape, 5 faces, draw 1": v(91.0),
                       "aflw_m | DVE / 64, few-annotation protocol (50 epochs), 5 faces, draw 0": v(100.0),
@@ -74,8 +74,9 @@ def test_few_draws_gathers_the_draws_of_maps_as_they_come():
                       "5 faces, draw 0": v(1.0)}},
             {"rows": {"aflw_m | DVE / 64, few-annotation protocol (50 epochs), 1 faces, draw 0": v(120.0),
                       "aflw_m | DVE / 64, protocol (45 of 200 epochs)": v(70.0)}}]
-    assert few_draws(recs) == {("mean shape", 5): {0: 90.0, 1: 91.0}, ("DVE / 64", 5): {0: 100.0, 1: 102.0},
-                               ("DVE / 64", 1): {0: 120.0}}
+    assert few_draws(recs) == {("mean shape", None, 5): {0: v(90.0), 1: v(91.0)},
+                               ("DVE / 64", None, 5): {0: v(100.0), 1: v(102.0)},
+                               ("DVE / 64", 0.1, 5): {0: v(1.0)}, ("DVE / 64", None, 1): {0: v(120.0)}}
 
 
 def test_every_feature_row_and_set_is_known():
