@@ -5,7 +5,7 @@ network over its training, and of the LEAD networks over training seeds.
 training kept (:func:`ssl_lab.ssl.train.train_ssl` with ``snapshots``; they live in the local
 cache, not in the shipped zoo), with the random initialisation as step 0, under the
 correspondence chapter's protocol (:func:`ssl_lab.metrics.landmarks.matching_row`, hypercolumns
-in float64), and records them in ``results/lead/learning-curve/<scale>-<recipe>-seed<N>.json``
+matched as in float64: ``fast``), and records them in ``results/lead/learning-curve/<scale>-<recipe>-seed<N>.json``
 with the yardsticks and the stage-1 gates (:mod:`ssl_lab.gates`) at every point. The
 correspondence chapter plots that record; it never trains.
 
@@ -29,7 +29,7 @@ import torch
 
 from . import gates, results, scales, zoo
 from .data import splits
-from .metrics.landmarks import dve_matching, dve_order, matching_row, matching_views, pixel_patches
+from .metrics.landmarks import DualPrecision, dve_matching, dve_order, matching_row, matching_views, pixel_patches
 from .nets.backbones import STAGES, Backbone
 
 
@@ -48,17 +48,19 @@ def level_errors(net: Backbone, images: torch.Tensor, landmarks: torch.Tensor, i
     return out
 
 
-def mafl_matcher(scale: str, seed: int = 0, se: bool = False):
+def mafl_matcher(scale: str, seed: int = 0, se: bool = False, fast: bool = True):
     """The matching chapters' protocol on the MAFL-role test split at ``scale``, pairs and warps
     drawn with ``seed`` (warped once): returns ``(test, row)``, where ``row(descriptor)`` is
     :func:`~ssl_lab.metrics.landmarks.matching_row` of a descriptor function (``None``: copying
-    positions) and ``se`` adds its standard errors over pairs."""
+    positions), ``se`` adds its standard errors over pairs. ``fast`` (float32, float64 near ties)
+    needs a descriptor that computes in its input's dtype (a network in
+    :class:`~ssl_lab.metrics.landmarks.DualPrecision`); without it, the descriptor gets float64."""
     sc = scales.get(scale)
     test = splits.load("mafl/test", scale)
     new_pose = splits.matching_pairs(test, sc.pairs, same=True, seed=seed)
     views = matching_views(test.data["image"], test.landmarks, sc.pairs, seed, identity=test.data["identity"])
     row = lambda f: matching_row(f, test.data["image"], test.landmarks, test.visible, new_pose, sc.pairs, seed,
-                                 identity=test.data["identity"], se=se, views=views)
+                                 identity=test.data["identity"], se=se, views=views, fast=fast)
     return test, row
 
 
@@ -77,7 +79,8 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
     with torch.no_grad():
         for step, sd in sorted(steps.items()):
             net.load_state_dict(sd)
-            rows[f"step {step}"] = row(lambda x: net.hypercolumn(x.to(device)).cpu())
+            hc = DualPrecision(net.hypercolumn)
+            rows[f"step {step}"] = row(lambda x: hc(x.to(device)).cpu())
             rows[f"step {step}"]["levels"] = level_errors(net, test.data["image"], test.landmarks,
                                                           test.data["identity"], sc.pairs, seed, device)
         rows["no features"], rows["7x7 pixel patches"] = row(None), row(pixel_patches)
@@ -134,7 +137,7 @@ SEED_ROWS = {"LEAD / 3840": ("lead/stage1-byol", {}, "hypercolumn"),
 
 def seed_study(scale: str = "small", seed: int = 0, rows=tuple(SEED_ROWS), device="cpu", record: bool = True) -> dict:
     """Table 3.1's ``rows`` (of :data:`SEED_ROWS`) for the networks trained with ``seed``, as the
-    matching chapter at that ``seed`` computes them (float64, standard errors over pairs, pairs and
+    matching chapter at that ``seed`` computes them (float64's matches, standard errors over pairs, pairs and
     warps drawn with ``seed``: the spread over seeds holds both draws), with the yardsticks and,
     when LEAD-64 and its teacher's hypercolumn are both there, gate S2. Networks that are neither
     shipped nor cached are trained (:func:`ssl_lab.zoo.get`). Returns ``{"rows", "gates"}`` (and
@@ -146,7 +149,7 @@ def seed_study(scale: str = "small", seed: int = 0, rows=tuple(SEED_ROWS), devic
     out = {}
     with torch.no_grad():
         for name, net in nets.items():
-            f = net.hypercolumn if SEED_ROWS[name][2] == "hypercolumn" else net
+            f = DualPrecision(net.hypercolumn if SEED_ROWS[name][2] == "hypercolumn" else net)
             out[name] = row(lambda x: f(x.to(device)).cpu())
         out["no features"], out["7x7 pixel patches / 147"] = row(None), row(pixel_patches)
     checks = gates.stage2(out) if {"LEAD / 64", "LEAD / 3840"} <= set(out) else []

@@ -129,6 +129,18 @@ def beyond_spread(a, b, k: float = 2.0) -> bool | None:
     return bool((a.mean() - b.mean()).abs() > k * max(a.std(), b.std()))
 
 
+def spread_verdict(a, b, name_a: str, name_b: str, k: float = 2.0) -> str:
+    """:func:`beyond_spread` in words, for errors (lower is better): which of ``name_a`` and
+    ``name_b`` is ahead beyond ``k`` standard deviations over seeds, or why it is not a finding."""
+    sep = beyond_spread(a, b, k)
+    if sep is None:
+        return "fewer than two seeds of either: no spread measured, not a finding"
+    if not sep:
+        return f"within {k:g} standard deviations: not a finding"
+    lower = name_a if sum(map(float, a)) / len(a) < sum(map(float, b)) / len(b) else name_b
+    return f"{lower} ahead beyond {k:g} standard deviations"
+
+
 def beyond_noise(a: float, se_a: float, b: float, se_b: float, k: float = 2.0) -> int:
     """Compare two measurements with standard errors (e.g. two networks' matching errors over
     the same 500 pairs): -1 if ``a < b`` by more than ``k * sqrt(se_a**2 + se_b**2)``, +1 if

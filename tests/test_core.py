@@ -304,6 +304,14 @@ def test_recorded_runs_leave_out_the_shipped_zoo(tmp_path):
     assert [r["chapter"] for r in results.load_all(root=tmp_path)] == ["lead/x"]
 
 
+def test_spread_verdict_by_hand():
+    from ssl_lab.results import spread_verdict
+    assert spread_verdict([4, 5, 6], [0, 1, 2], "A", "B") == "B ahead beyond 2 standard deviations"
+    assert spread_verdict([0, 1, 2], [4, 5, 6], "A", "B", k=3) == "A ahead beyond 3 standard deviations"
+    assert spread_verdict([0, 2, 4], [3, 4, 5], "A", "B") == "within 2 standard deviations: not a finding"
+    assert spread_verdict([1.0], [5, 6], "A", "B").startswith("fewer than two seeds")
+
+
 def test_beyond_spread_by_hand():
     from ssl_lab.results import beyond_spread
     # means 1 and 5, sds 1 and 1 (ddof 1 of (0, 1, 2) and (4, 5, 6)): |4| > 2 x 1

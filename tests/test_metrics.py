@@ -520,6 +520,61 @@ def test_matching_benchmark_runs_the_features_in_float64_by_default():
     assert torch.allclose(r64["pred"].float(), r32["pred"])
 
 
+def test_fast_matching_redoes_near_ties_in_float64():
+    """``fast``: a float32 map whose best cell leads by less than TIE_MARGIN is not trusted; the
+    two images of that pair are described again in float64, whose answer wins. One-hot position
+    codes (plus a spare channel); in image 1 the cells (x 0, y 0) and (x 1, y 0) both carry the
+    code of (0, 0), one of them tilted by 4.5e-4 along the spare channel (cosine 1 - 1e-7): float32
+    tilts (1, 0), float64 tilts (0, 0). The pair of images 2 and 3 is far from any tie."""
+    from ssl_lab.metrics.landmarks import TIE_MARGIN, matching_benchmark
+    S = 8
+    codes = F.one_hot(torch.arange(S * S), S * S + 1).T.reshape(S * S + 1, S, S).double()
+    def feats(x):
+        m = codes.expand(len(x), -1, -1, -1).clone()
+        tie = x[:, 0, 0, 0] > 0.5
+        m[tie, 1, 0, 1], m[tie, 0, 0, 1] = 0.0, 1.0                  # cell (x 1, y 0) coded as (0, 0)
+        m[tie, S * S, 0, 1 if x.dtype == torch.float32 else 0] = 2e-7 ** 0.5
+        return m.to(x.dtype)
+    images = torch.zeros(4, 3, S, S)
+    images[1, 0, 0, 0] = 1.0
+    kp = torch.tensor([[[0.0, 0.0], [5.0, 6.0]]]).expand(4, -1, -1)
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    assert 1e-7 < TIE_MARGIN
+    slow32 = matching_benchmark(feats, images, kp, pairs, upsample=False, eyes=(0, 1), dtype=torch.float32)
+    slow = matching_benchmark(feats, images, kp, pairs, upsample=False, eyes=(0, 1))
+    fast = matching_benchmark(feats, images, kp, pairs, upsample=False, eyes=(0, 1), fast=True)
+    assert slow32["pred"][0, 0].tolist() == [0.0, 0.0] and slow["pred"][0, 0].tolist() == [1.0, 0.0]
+    assert torch.equal(fast["pred"], slow["pred"]) and fast["described_twice"] == 2
+    assert fast["pred"][1].tolist() == kp[3].tolist()
+
+
+def test_fast_matching_with_a_dual_precision_network_equals_float64():
+    """A small random conv net: ``fast`` (float32, float64 near ties) gives float64's matches
+    bit for bit, in both protocols."""
+    from ssl_lab.metrics.landmarks import DualPrecision, dve_matching, matching_benchmark
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 3, padding=1))
+    dual = DualPrecision(net)
+    assert next(dual.copies[torch.float32].parameters()).dtype == torch.float32
+    images = (torch.rand(8, 3, 24, 24) * 255).to(torch.uint8)
+    kp = torch.rand(8, 5, 2) * 23
+    kp[:, 1, 0] = kp[:, 0, 0] + 6
+    pairs = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7], [1, 0]])
+    net64 = dual.copies[torch.float64]
+    a = matching_benchmark(net64, images, kp, pairs)
+    b = matching_benchmark(dual, images, kp, pairs, fast=True)
+    assert torch.equal(a["pred"], b["pred"]) and a["iod"] == b["iod"]
+    c, d = dve_matching(net64, images, kp, seed=3), dve_matching(dual, images, kp, seed=3, fast=True)
+    assert {k: v for k, v in c.items() if k != "described_twice"} == {k: v for k, v in d.items() if k != "described_twice"}
+    with pytest.raises(TypeError):
+        dual(images[:1])                                     # uint8: neither precision
+    with pytest.raises(TypeError):
+        DualPrecision(lambda x: x)                           # not a module's
+    from ssl_lab.nets.backbones import Backbone
+    hc = DualPrecision(Backbone("resnet18").eval().hypercolumn)
+    assert hc.method == "hypercolumn" and hc(torch.rand(1, 3, 32, 32).double()).dtype == torch.float64
+
+
 @pytest.mark.parametrize("h, w, H, W", [(4, 4, 16, 16), (12, 12, 48, 48), (5, 7, 23, 30), (16, 16, 64, 64)])
 def test_upsampled_similarity_equals_matching_against_the_resized_map(h, w, H, W):
     """The closed form equals building the bilinearly resized query map (the slow form),
