@@ -288,22 +288,24 @@ def _as_float(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype).div(255) if x.dtype == torch.uint8 else x.to(dtype)
 
 
-def _match_pairs(features, images, pairs, kp, match, batch: int, dtype: torch.dtype, fast: bool,
-                 chunk: int | None = None):
+def _match_pairs(features, images, pairs, kp, match, batch: int, dtype: torch.dtype, fast: bool):
     """Describe ``images`` (uint8 or float) with ``features`` and match every pair ``(a, b)`` of
     ``pairs`` ``(P, 2)`` (indices into ``images``): ``match(maps[a], maps[b], kp)`` -> ``(pred,
-    margin)``, ``chunk`` pairs at a time (all at once if None). Everything runs in ``dtype``; with
+    margin)``, ``batch`` pairs at a time (the maps are held once). Everything runs in ``dtype``; with
     ``fast`` the images are first described in float32 and those of the pairs with a margin below
     :data:`TIE_MARGIN` again in ``dtype``, and those pairs matched again. Returns ``(pred (P, K, 2),
     how many images were described twice)``."""
-    def describe(idx, dt):
-        return torch.cat([features(_as_float(images[idx[s:s + batch]], dt)).to(dtype).cpu()
-                          for s in range(0, len(idx), batch)])
+    def describe(idx, dt, out=None):
+        for s in range(0, len(idx), batch):
+            m = features(_as_float(images[idx[s:s + batch]], dt))
+            if out is None:
+                out = torch.empty((len(idx), *m.shape[1:]), dtype=dtype)
+            out[s:s + batch] = m
+        return out
 
     def match_all(which):
         p, k = pairs[which], kp[which]
-        step = max(1, chunk or len(p))
-        got = [match(maps[p[s:s + step, 0]], maps[p[s:s + step, 1]], k[s:s + step]) for s in range(0, len(p), step)]
+        got = [match(maps[p[s:s + batch, 0]], maps[p[s:s + batch, 1]], k[s:s + batch]) for s in range(0, len(p), batch)]
         return torch.cat([g[0] for g in got]), torch.cat([g[1] for g in got])
 
     maps = describe(torch.arange(len(images)), torch.float32 if fast else dtype)
@@ -348,7 +350,7 @@ def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, 
     used, slot = pairs.flatten().unique(return_inverse=True)     # each image's map is made once
     match = lambda ref, query, kp: match_landmarks(ref, query, kp, size, upsample=upsample, margin=True)
     pred, twice = _match_pairs(features, images[used], slot.view(pairs.shape), landmarks[pairs[:, 0]].to(dtype),
-                               match, batch, dtype, fast, chunk=batch)
+                               match, batch, dtype, fast)
     gt = landmarks[pairs[:, 1]].to(dtype)
     vis = None if visible is None else visible[pairs[:, 0]] & visible[pairs[:, 1]]
     err, per_pair = iod_error(pred, gt, eyes=eyes, visible=vis, per_image=True)
