@@ -45,6 +45,8 @@ Everything else is the recipe's (:mod:`ssl_lab.nets.regressor` says what came fr
         --draws 0 1 2 --variants protocol norm=0.1 --tag feature-scale-few100  # ~25 min
     for n in 1 5 10 20 50 100; do python data_scripts/regressor_budget.py aflw_m --rows "DVE / 64" \
         --annotations $n --draws 0 1 2 3 4 --variants protocol --tag few-dve64-$n; done  # Table 3.5's DVE-64 row, ~51 min
+    for n in 1 5 10 20 50 100; do python data_scripts/regressor_budget.py aflw_m --rows "LEAD / 128" \
+        --annotations $n --draws 0 1 2 3 4 --variants protocol --tag few-lead128-$n; done  # its LEAD-128 row, ~45 min
     # -> results/lead/regressor-budget/small-seed0[-TAG].json
 
 The fitted regressors are not kept: the record holds what the regression chapter shows.
