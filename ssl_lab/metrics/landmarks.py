@@ -259,8 +259,8 @@ def correspondence_heatmap(feat_ref: torch.Tensor, feat_query: torch.Tensor, poi
 #: images of a pair where some keypoint's best similarity leads the second best by less than this.
 #: Float32 descriptors moved cosine similarities by at most 2.5e-7 from float64 ones (measured on
 #: LEAD-64, BYOL's hypercolumn and 7x7 patches at small scale, default and AVX2 kernels), so a lead
-#: of 1e-5 cannot flip unless an error is 20 times that: the matches are float64's, at a fifth of
-#: the cost.
+#: of 1e-5 cannot flip unless an error is 20 times that: the matches are float64's, at a quarter
+#: (a 64-d row of the book, 25 -> 6 s on one core) to a half (a hypercolumn row, 61 -> 25 s) of the cost.
 TIE_MARGIN = 1e-5
 
 
@@ -340,7 +340,7 @@ def matching_benchmark(features, images: torch.Tensor, landmarks: torch.Tensor, 
     default, float64 (so the network must be too: ``net.double()``), makes the result the
     same on every CPU: in float32 the last-bit differences between kernels (AVX2 vs AVX-512,
     oneDNN vs ATen) flip the argmax of near-tied cells and move the printed error. ``fast``: the
-    same matches at about a third of the cost, for a ``features`` that computes in its input's
+    same matches at a quarter to a half of the cost, for a ``features`` that computes in its input's
     dtype (:class:`DualPrecision`, :func:`pixel_patches`): float32 first, ``dtype`` again for the
     images of near ties (:data:`TIE_MARGIN`).
     Returns ``{"iod": mean error, "pck": {t: fraction}, "pred": (P, K, 2), "per_pair": (P,),
@@ -610,7 +610,7 @@ def matching_row(features, images: torch.Tensor, landmarks: torch.Tensor, visibl
     images' identity ids. ``features=None``: copying positions instead. ``se``: also the
     standard errors over pairs of ``Same`` and ``Different`` (:func:`dve_matching`). ``views``:
     :func:`matching_views` of the same arguments, to warp the images once for many networks. ``fast``:
-    float32 with float64 near ties (:func:`matching_benchmark`), the same numbers in a third of the time."""
+    float32 with float64 near ties (:func:`matching_benchmark`), the same numbers in a quarter to a half of the time."""
     dve = dve_order(identity, pairs)
     if features is None:
         d = dve_copy_baseline(landmarks[dve], tuple(images.shape[-2:]), seed=seed)
