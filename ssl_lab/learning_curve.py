@@ -79,8 +79,7 @@ def stage1_curve(name: str, scale: str = "small", seed: int = 0, device="cpu", r
     with torch.no_grad():
         for step, sd in sorted(steps.items()):
             net.load_state_dict(sd)
-            hc = DualPrecision(net.hypercolumn)
-            rows[f"step {step}"] = row(lambda x: hc(x.to(device)).cpu())
+            rows[f"step {step}"] = row(DualPrecision(net.hypercolumn, device))
             rows[f"step {step}"]["levels"] = level_errors(net, test.data["image"], test.landmarks,
                                                           test.data["identity"], sc.pairs, seed, device)
         rows["no features"], rows["7x7 pixel patches"] = row(None), row(pixel_patches)
@@ -149,8 +148,7 @@ def seed_study(scale: str = "small", seed: int = 0, rows=tuple(SEED_ROWS), devic
     out = {}
     with torch.no_grad():
         for name, net in nets.items():
-            f = DualPrecision(net.hypercolumn if SEED_ROWS[name][2] == "hypercolumn" else net)
-            out[name] = row(lambda x: f(x.to(device)).cpu())
+            out[name] = row(DualPrecision(net.hypercolumn if SEED_ROWS[name][2] == "hypercolumn" else net, device))
         out["no features"], out["7x7 pixel patches / 147"] = row(None), row(pixel_patches)
     checks = gates.stage2(out) if {"LEAD / 64", "LEAD / 3840"} <= set(out) else []
     result = dict(rows=out, gates=checks)

@@ -573,6 +573,10 @@ def test_fast_matching_with_a_dual_precision_network_equals_float64():
     from ssl_lab.nets.backbones import Backbone
     hc = DualPrecision(Backbone("resnet18").eval().hypercolumn)
     assert hc.method == "hypercolumn" and hc(torch.rand(1, 3, 32, 32).double()).dtype == torch.float64
+    on = DualPrecision(net, "cpu")                           # the device given: images there, maps back
+    x = torch.rand(2, 3, 24, 24)
+    assert torch.equal(on(x), dual(x)) and torch.equal(on(x.double()), dual(x.double()))
+    assert on(x).device == x.device
 
 
 @pytest.mark.parametrize("h, w, H, W", [(4, 4, 16, 16), (12, 12, 48, 48), (5, 7, 23, 30), (16, 16, 64, 64)])

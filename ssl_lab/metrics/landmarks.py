@@ -268,20 +268,24 @@ class DualPrecision:
     """A descriptor function that computes in the dtype of its input, as ``fast`` matching needs:
     a module (its forward) or a module's method (``net.hypercolumn``), run by a float32 copy of
     the module on float32 images and by a float64 copy (the module itself, if float64 already)
-    on float64 images."""
+    on float64 images. ``device``: where the module is; images are moved there and the maps
+    back to the images' device (the matching functions hold images and maps on the CPU)."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, device: str | torch.device | None = None):
         module, self.method = (fn.__self__, fn.__name__) if inspect.ismethod(fn) else (fn, "forward")
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"DualPrecision needs a module or a module's method, not {fn!r}")
         is64 = next(module.parameters()).dtype == torch.float64
         self.copies = {torch.float32: copy.deepcopy(module).float(),
                        torch.float64: module if is64 else copy.deepcopy(module).double()}
+        self.device = device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype not in self.copies:
             raise TypeError(f"DualPrecision runs float32 or float64 images, not {x.dtype}")
-        return getattr(self.copies[x.dtype], self.method)(x)
+        if self.device is None:
+            return getattr(self.copies[x.dtype], self.method)(x)
+        return getattr(self.copies[x.dtype], self.method)(x.to(self.device)).to(x.device)
 
 
 def _as_float(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
