@@ -175,10 +175,14 @@ def train_regressor(cfg, device, seed):
 #: On one core a small regressor takes about 2.3 min (50 epochs of the 4,000-image tiling, 22 ms
 #: a step). The thesis's DVE-64 row is recorded by ``data_scripts/regressor_budget.py
 #: --annotations N`` instead of shipped (its 30 regressors would take the zoo past 100 MB; the
-#: ablations page reads it with :func:`few_draws`); its rows at 128 / 256 dimensions and on the
-#: hypercolumn are not trained yet.
+#: ablations page reads it with :func:`few_draws`), and so are its rows at 128 / 256 dimensions
+#: and on the stage-1 hypercolumns (:data:`THESIS_3840`).
 FEW_ANNOTATIONS = (1, 5, 10, 20, 50, 100)
 TABLE_3_5 = ("LEAD / 64", "CL / 64")
+#: our hypercolumn rows -> the thesis's rows they stand beside: its "3840" rows are the stage-1
+#: hypercolumns of a ResNet-50 (§3.3.2: "hypercolumn feature maps" of the BYOL model for LEAD;
+#: ContrastLandmarks regresses from its MoCo-style network's hypercolumn), 960-d for our ResNet-18
+THESIS_3840 = {"BYOL hypercolumn": "LEAD / 3840", "MoCo hypercolumn": "CL / 3840"}
 FEW_DRAWS = {"smoke": (0,), "small": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
 
 _FEW = {s: dict(scale=s, features="LEAD / 64", set="aflw_m", annotations=1, draw=0, epochs=e, batch_size=32,

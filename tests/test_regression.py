@@ -87,6 +87,15 @@ def test_every_feature_row_and_set_is_known():
     assert set(SETS) == {"MAFL", "AFLW_M", "AFLW_R", "300W"}
 
 
+def test_hypercolumn_rows_stand_beside_the_thesis_s_3840_rows_of_the_same_stage_1_objective():
+    from ssl_lab import reference
+    from ssl_lab.regression import THESIS_3840
+    assert THESIS_3840 == {"BYOL hypercolumn": "LEAD / 3840", "MoCo hypercolumn": "CL / 3840"}
+    assert set(THESIS_3840) <= set(FEATURES)
+    assert FEATURES["BYOL hypercolumn"][0] == "lead/stage1-byol" and FEATURES["MoCo hypercolumn"][0] == "lead/stage1-moco"
+    assert set(THESIS_3840.values()) <= set(reference.as_frame("thesis-3.5").index)
+
+
 def test_regressor_recipe_trains_then_evaluates_at_smoke(home, one_thread):
     from ssl_lab import zoo
     from ssl_lab.regression import mean_shape_row, regression_error
