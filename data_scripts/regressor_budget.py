@@ -48,7 +48,8 @@ Everything else is the recipe's (:mod:`ssl_lab.nets.regressor` says what came fr
     for n in 1 5 10 20 50 100; do python data_scripts/regressor_budget.py aflw_m --rows "LEAD / 128" \
         --annotations $n --draws 0 1 2 3 4 --variants protocol --tag few-lead128-$n; done  # its LEAD-128 row, ~45 min
     # CL-128, CL-256, LEAD-256 the same way (tags few-cl128-N, few-cl256-N, few-lead256-N): 53, 66, 76 min (two side by side);
-    # a hypercolumn row ("BYOL hypercolumn", "MoCo hypercolumn") ~6 min per fit, ~3 h per row on one core
+    # the hypercolumn rows ("BYOL hypercolumn" few-byolhc-N, "MoCo hypercolumn" few-mocohc-N): 960 channels,
+    # 325-380 s a fit, 91 min a row with two side by side (maps: about 4 min and 6 GB per run)
     # -> results/lead/regressor-budget/small-seed0[-TAG].json
 
 The fitted regressors are not kept: the record holds what the regression chapter shows.
