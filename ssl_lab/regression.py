@@ -24,6 +24,7 @@ the released schedule), so the released schedule replaced it. ``smoke`` fits 3 e
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -233,27 +234,175 @@ def fit_few(maps: torch.Tensor, train: splits.FaceSet, pick: torch.Tensor, cfg: 
                          schedule="none", num_per_epoch=len(train) // n * n, seed=cfg["draw"], device=device)
 
 
-def eval_maps(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test"):
-    """``(faces, maps)``: the ``part`` split of ``set_name`` and row ``row``'s frozen float64
-    maps of its images, computed once for every regressor evaluated on them."""
-    faces = _annotated(set_name, part, scale)
-    return faces, dense_maps(dense_features(row, scale, device, seed, torch.float64), faces.data["image"],
-                             dtype=torch.float64)
+#: How far (in % IOD) a number computed from float32 maps may lie from the same number from
+#: float64 maps (a regressor head in float64 on either). Measured on this machine's CPU (AMX,
+#: default kernels) over LEAD-64 on the four role sets and DVE-64 on the three 5-point ones
+#: (1,000 test faces each, and LEAD-64's 30 few-annotation regressors on AFLW_M): one face's
+#: error moved by at most 3.5e-3 (the softmax of the soft-argmax, at a multiplier of 100,
+#: amplifies the maps' float32 rounding of about 1e-6); a mean over all the faces by at most
+#: 5.9e-6, over 250 of them (400 random subsets per pair: the size of the pages' bins, none
+#: under 237 faces) by 3.1e-5, over 100 by 5.4e-5; with AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2
+#: ONEDNN_MAX_CPU_ISA=AVX2``) a mean over all faces by 1.5e-5, one face by 2.0e-3.
+#: :data:`MEAN_MARGIN` is 6 times the 250-face figure and :data:`FACE_MARGIN` 14 times the
+#: largest one-face one: a printed number closer than
+#: :data:`MEAN_MARGIN` to where its rounding changes is computed again from float64 maps
+#: (:func:`settled`), and a median from the float64 errors of every face within
+#: ``2 * FACE_MARGIN`` of it (:meth:`FaceErrors.median`). So the pages print float64's rounding,
+#: the same on every CPU (nbval checks it under AVX2 kernels), at about float32's cost: float64
+#: maps took 6-8 times float32's (LEAD-64: 20 s against 3 per 1,000 faces on one thread).
+MEAN_MARGIN, FACE_MARGIN = 2e-4, 0.05
+#: the same for a mean map norm (:func:`mean_norm`), relative: measured at most 2.5e-9
+#: (LEAD-64 and CL-64 on AFLW_M), the margin 40 times that
+NORM_MARGIN = 1e-7
+
+
+class FrozenMaps:
+    """Row ``row``'s frozen maps of the ``part`` split of ``set_name`` (``faces``), computed
+    once in float32 (``fast``) and in float64 only for the images asked for (:meth:`exact`),
+    each at most once. One object serves every regressor evaluated on the same maps. Once every
+    image's float64 maps are computed, the float32 ones are let go (``fast`` is None)."""
+
+    def __init__(self, row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test"):
+        self.row, self.set, self.scale, self.device, self.seed = row, set_name, scale, device, seed
+        self.faces = _annotated(set_name, part, scale)
+        self.fast = dense_maps(dense_features(row, scale, device, seed), self.faces.data["image"],
+                               dtype=torch.float32)
+        self._exact, self._done, self._net64 = None, torch.zeros(len(self.fast), dtype=torch.bool), None
+
+    def exact(self, idx=None) -> torch.Tensor:
+        """The float64 maps of images ``idx`` (default: all), computed on first request."""
+        want = torch.arange(len(self._done)) if idx is None else torch.as_tensor(idx, dtype=torch.long).flatten()
+        missing = want[~self._done[want]]
+        if len(missing):
+            if self._net64 is None:
+                self._net64 = dense_features(self.row, self.scale, self.device, self.seed, torch.float64)
+            maps = dense_maps(self._net64, self.faces.data["image"][missing], dtype=torch.float64)
+            if len(missing) == len(self._done):
+                self._exact = maps
+            else:
+                if self._exact is None:
+                    self._exact = torch.zeros(self.fast.shape, dtype=torch.float64)
+                self._exact[missing] = maps
+            del maps
+            self._done[missing] = True
+            if self._done.all():
+                self.fast, self._net64 = None, None
+        return self._exact if idx is None else self._exact[want]
+
+    def mean_norm(self, digits: int = 3) -> float:
+        """:func:`mean_norm` of the maps, rounding to ``digits`` decimals as float64's does: from
+        the float64 maps when the float32 value lies within a relative :data:`NORM_MARGIN` of
+        where that rounding changes."""
+        if self.fast is None:
+            return mean_norm(self._exact)
+        value = mean_norm(self.fast)
+        return mean_norm(self.exact()) if near_rounding(value, digits, NORM_MARGIN * abs(value)) else value
+
+
+def eval_maps(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test") -> FrozenMaps:
+    """Row ``row``'s frozen maps of the ``part`` split of ``set_name``, computed once for every
+    regressor evaluated on them (:class:`FrozenMaps`)."""
+    return FrozenMaps(row, set_name, scale, device, seed, part)
+
+
+class FaceErrors:
+    """One shipped regressor's per-face errors (% IOD) on :class:`FrozenMaps`: from the float32
+    maps (``exact`` False) until a printed number needs float64's (:func:`settled`,
+    :meth:`median`). ``values``: ``(N,)`` float64, NaN for a face without a normalising
+    distance; ``pred``: ``(N, K, 2)`` pixels. The regressor runs in float64 on either maps."""
+
+    def __init__(self, regressor, maps: FrozenMaps):
+        self.reg, self.maps, self.exact = regressor.double(), maps, maps.fast is None   # float64's maps already
+        self.values, self.pred = self._errors(maps.exact() if self.exact else maps.fast, slice(None))
+
+    def _errors(self, feats, idx):
+        faces = self.maps.faces
+        pred = predict(self.reg, feats, tuple(faces.data["image"].shape[-2:]), dtype=torch.float64)
+        _, per_image = iod_error(pred, faces.landmarks[idx], visible=faces.visible[idx], per_image=True)
+        return per_image, pred
+
+    def make_exact(self) -> None:
+        """Every face's error from the float64 maps."""
+        if not self.exact:
+            self.values, self.pred = self._errors(self.maps.exact(), slice(None))
+            self.exact = True
+
+    def median(self) -> float:
+        """The median error over faces (the lower middle one for an even count, NaN left out),
+        float64's: every face within ``2 * FACE_MARGIN`` of the float32 median is computed again
+        in float64. A face further away lies on the same side of the median in both precisions
+        (each face moves by less than ``FACE_MARGIN``, so the median does too), so the median
+        face is among those computed again."""
+        mid = float(self.values.nanmedian())
+        if self.exact or math.isnan(mid):
+            return mid
+        near = ((self.values - mid).abs() <= 2 * FACE_MARGIN).nonzero().flatten()
+        values = self.values.clone()
+        values[near] = self._errors(self.maps.exact(near), near)[0]
+        return float(values.nanmedian())
+
+
+def _numbers(x):
+    if isinstance(x, dict):
+        return [v for item in x.values() for v in _numbers(item)]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _numbers(item)]
+    return [float(x)] if isinstance(x, (int, float, torch.Tensor)) and not isinstance(x, bool) else []
+
+
+def near_rounding(x, digits: int = 2, margin: float = MEAN_MARGIN) -> bool:
+    """Whether any number in ``x`` (a number, or dicts and lists of them) lies within ``margin``
+    of a point where rounding to ``digits`` decimals changes (``k + 0.5`` units of the last
+    decimal); NaN and infinities never do."""
+    unit = 10.0 ** -digits
+    return any(math.isfinite(v) and unit / 2 - abs(math.remainder(v, unit)) < margin for v in _numbers(x))
+
+
+def settled(fn, *errors, digits: int = 2, printed=None):
+    """``fn(*per-face errors)`` from the float32 maps of ``errors`` (:class:`FaceErrors`; a
+    tensor of per-face errors counts as exact), where ``printed(result)`` (default: the result
+    itself) are the numbers a page prints at ``digits`` decimals (a number, or dicts and lists
+    of them, each an average over many faces: a mean, a standard error, a bin's mean, a
+    difference of two). If one lies within :data:`MEAN_MARGIN` of where its rounding changes,
+    every one of ``errors`` is made exact and ``fn`` runs again, so the numbers round as
+    float64's do (:data:`MEAN_MARGIN` says why)."""
+    values = lambda: [e.values if isinstance(e, FaceErrors) else e for e in errors]
+    out = fn(*values())
+    inexact = [e for e in errors if isinstance(e, FaceErrors) and not e.exact]
+    if inexact and near_rounding(out if printed is None else printed(out), digits):
+        for e in inexact:
+            e.make_exact()
+        out = fn(*values())
+    return out
 
 
 def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: int = 0, part: str = "test",
-                     recipe: str = "lead/regressor", maps=None, **overrides) -> dict:
+                     recipe: str = "lead/regressor", maps: FrozenMaps | None = None, **overrides) -> dict:
     """The shipped regressor of ``row`` on ``set_name``, evaluated on its test split (``part``:
-    or on the ``"train"`` split it was fit on), features and regressor in float64 (so that the
-    chapters print the same on every CPU): ``{"iod": mean % IOD, "se": its standard error over
-    the test images, "per_image": (N,) tensor, "pred": (N, K, 2) pixels}``. ``recipe`` and
-    ``overrides`` select another regressor (``"lead/regressor-few"``, ``epochs=``); ``maps``:
-    :func:`eval_maps` of the same row, set and part, computed once for many regressors."""
-    faces, feats = maps if maps is not None else eval_maps(row, set_name, scale, device, seed, part)
-    reg = zoo.get(recipe, scale, device=device, seed=seed, features=row, set=set_name, **overrides).double()
-    pred = predict(reg, feats, tuple(faces.data["image"].shape[-2:]), dtype=torch.float64)
-    iod, per_image = iod_error(pred, faces.landmarks, visible=faces.visible, per_image=True)
-    return dict(iod=iod, se=standard_error(per_image), per_image=per_image, pred=pred)
+    or on the ``"train"`` split it was fit on): ``{"iod": mean % IOD, "se": its standard error
+    over the test faces, "median": the median face's error, "errors": the :class:`FaceErrors`,
+    "per_image": (N,) its values, "pred": (N, K, 2) pixels}``. The three numbers round to 2
+    decimals as float64's (:func:`settled`, :meth:`FaceErrors.median`), so the chapters print the
+    same on every CPU. ``recipe`` and ``overrides`` select another regressor
+    (``"lead/regressor-few"``, ``epochs=``); ``maps``: :func:`eval_maps` of the same row, set and
+    part, computed once for many regressors."""
+    maps = maps if maps is not None else eval_maps(row, set_name, scale, device, seed, part)
+    reg = zoo.get(recipe, scale, device=device, seed=seed, features=row, set=set_name, **overrides)
+    errors = FaceErrors(reg, maps)
+    iod, se = settled(lambda e: (float(e.nanmean()), standard_error(e)), errors)
+    return dict(iod=iod, se=se, median=errors.median(), errors=errors, per_image=errors.values, pred=errors.pred)
+
+
+def few_annotation_errors(maps: FrozenMaps, annotations: int, draws, device="cpu") -> tuple[list[float], torch.Tensor]:
+    """Table 3.5's cell: the mean test error (% IOD) of the shipped few-annotation regressor
+    (``lead/regressor-few``, :func:`train_few_regressor`) of each draw in ``draws``, on the
+    test ``maps`` of its feature row, with the first draw's predictions. Their mean and sample
+    standard deviation, what the table prints, round to 2 decimals as float64's (:func:`settled`)."""
+    errors = [FaceErrors(zoo.get("lead/regressor-few", maps.scale, device=device, seed=maps.seed, features=maps.row,
+                                 set=maps.set, annotations=annotations, draw=d), maps) for d in draws]
+    means = lambda *e: torch.stack([v.nanmean() for v in e])
+    settled(lambda *e: [float(means(*e).mean()), float(means(*e).std())], *errors)
+    return means(*(e.values for e in errors)).tolist(), errors[0].pred
 
 
 def fit_end_to_end(set_name: str, scale: str, device="cpu", seed: int = 0, feat_dim: int = 64,

@@ -153,7 +153,7 @@ def test_few_annotation_regressor_trains_on_its_subset_only(home, one_thread):
     """DVE's limited-annotation protocol at smoke: the manifest names the annotated images, the
     subset is tiled to the split's size each epoch, and maps computed once serve every regressor."""
     from ssl_lab import scales, zoo
-    from ssl_lab.regression import annotated_subset, regression_error, eval_maps
+    from ssl_lab.regression import annotated_subset, eval_maps, few_annotation_errors, regression_error
     maps = eval_maps("random hypercolumn", "aflw_m", "smoke")
     errs = {n: regression_error("random hypercolumn", "aflw_m", "smoke", recipe="lead/regressor-few", maps=maps,
                                 annotations=n, draw=0)["iod"] for n in (1, 5)}
@@ -163,6 +163,8 @@ def test_few_annotation_regressor_trains_on_its_subset_only(home, one_thread):
     assert art["annotated"] == annotated_subset(n_train, 5, 0).tolist() and len(art["history"]) == 2
     own = regression_error("random hypercolumn", "aflw_m", "smoke", recipe="lead/regressor-few", annotations=5, draw=0)
     assert own["iod"] == pytest.approx(errs[5], rel=1e-12)
+    iods, pred = few_annotation_errors(maps, 5, [0, 1])              # Table 3.5's cell: one per draw
+    assert iods[0] == pytest.approx(errs[5], rel=1e-12) and iods[1] != iods[0] and pred.shape == (64, 5, 2)
 
 def test_regressor_flops_by_hand():
     from ssl_lab.regression import regressor_flops
@@ -205,3 +207,78 @@ def test_landmark_overlays_draw_a_row_per_regressor_and_the_points_where_given()
     assert [ax.get_title() for ax in axes] == ["x", "y", "", ""]
     circles, crosses = axes[2].collections                       # row b, first image
     assert np.allclose(circles.get_offsets(), truth[0]) and np.allclose(crosses.get_offsets(), truth[0] - 1)
+
+
+def test_near_rounding_by_hand():
+    from ssl_lab.regression import near_rounding
+    assert near_rounding(1.2349, 2, 1e-3) and not near_rounding(1.23, 2, 1e-3)      # 1.235 is 1e-4 away
+    assert near_rounding(-0.0051, 2, 2e-4) and not near_rounding(-0.0051, 2, 5e-5)  # -0.005: 1e-4 away
+    assert near_rounding(0.2501, 1, 1e-3) and not near_rounding(0.2501, 2, 1e-3)    # 0.25 rounds at 1 decimal
+    assert not near_rounding(float("nan")) and not near_rounding(float("inf"))
+    assert near_rounding({"a": [1.0, (2.0, 3.1249)]}, 2, 1e-3) and not near_rounding({"a": [1.0, "x", True]}, 2, 1e-3)
+
+
+class _StubMaps:
+    """A FrozenMaps stand-in: random 'float32' maps, and 'float64' ones 1e-6 away that count each
+    image computed."""
+
+    def __init__(self, n=40, c=3, side=6, seed=0):
+        from types import SimpleNamespace
+        g = torch.Generator().manual_seed(seed)
+        self.fast = torch.randn(n, c, side, side, generator=g)
+        self._exact = self.fast.double() * (1 + 1e-6 * torch.randn(self.fast.shape, generator=g, dtype=torch.float64))
+        self.faces = SimpleNamespace(data={"image": torch.zeros(n, 3, 4 * side, 4 * side)},
+                                     landmarks=torch.rand(n, 5, 2, generator=g) * 4 * side,
+                                     visible=torch.ones(n, 5, dtype=torch.bool))
+        self.faces.landmarks[:, 1, 0] += 8.0                                  # eyes apart: an IOD
+        self.computed = 0
+
+    def exact(self, idx=None):
+        idx = list(range(len(self.fast))) if idx is None else [int(i) for i in idx]
+        self.computed += len(idx)
+        return self._exact[idx]
+
+
+def test_settled_numbers_come_from_float64_maps_only_near_a_rounding_change():
+    from ssl_lab.regression import FaceErrors, settled
+    reg = LandmarkRegressor(3, 5, num_intermediate=4, generator=torch.Generator().manual_seed(1))
+    maps = _StubMaps()
+    errors = FaceErrors(reg, maps)
+    fast = errors.values.clone()
+    assert settled(lambda e: 0.12 + 0 * float(e.nanmean()), errors) == 0.12            # far from 0.115 / 0.125
+    assert not errors.exact and maps.computed == 0
+    assert settled(lambda e: [1.0, {"x": 0.12501}], errors) == [1.0, {"x": 0.12501}]  # 1e-5 from 0.125: again
+    assert errors.exact and maps.computed == 40
+    again = FaceErrors(reg, maps)
+    again.make_exact()
+    assert torch.equal(errors.values, again.values) and not torch.equal(errors.values, fast)
+    assert settled(lambda e, m: float(e.nanmean() + m.sum()), again, torch.zeros(3)) == float(again.values.nanmean())
+
+
+def test_median_recomputes_only_the_faces_near_it_and_equals_float64_s():
+    from ssl_lab.regression import FACE_MARGIN, FaceErrors
+    reg = LandmarkRegressor(3, 5, num_intermediate=4, generator=torch.Generator().manual_seed(1))
+    maps = _StubMaps(n=41)
+    errors = FaceErrors(reg, maps)
+    median = errors.median()
+    near = int(((errors.values - errors.values.nanmedian()).abs() <= 2 * FACE_MARGIN).sum())
+    assert maps.computed == near < 41 and not errors.exact
+    errors.make_exact()
+    assert median == float(errors.values.nanmedian())
+    assert errors.median() == median and maps.computed == near + 41          # exact already: nothing again
+
+
+def test_frozen_maps_compute_float64_once_per_image_then_let_float32_go(home, one_thread):
+    from ssl_lab.nets.backbones import dense_maps
+    from ssl_lab.regression import FaceErrors, dense_features, eval_maps
+    from ssl_lab import zoo
+    maps = eval_maps("random hypercolumn", "aflw_m", "smoke")
+    two = maps.exact([3, 1])
+    by_hand = dense_maps(dense_features("random hypercolumn", "smoke", dtype=torch.float64),
+                         maps.faces.data["image"][[3, 1]], dtype=torch.float64)
+    assert two.dtype == torch.float64 and torch.equal(two, by_hand)
+    assert torch.allclose(two.float(), maps.fast[[3, 1]], rtol=1e-4, atol=1e-5)
+    full = maps.exact()
+    assert torch.equal(full[[3, 1]], two) and maps.fast is None and maps.mean_norm() == mean_norm(full)
+    reg = zoo.get("lead/regressor", "smoke", features="random hypercolumn", set="aflw_m")
+    assert FaceErrors(reg, maps).exact                                  # float64's maps from the start

@@ -194,13 +194,19 @@ def dense_maps(features, images: torch.Tensor, batch: int = 64, device="cpu", co
                dtype=torch.float16) -> torch.Tensor:
     """``features`` (float images in [0, 1] -> dense maps) of many images ``(N, 3, H, W)``
     (uint8 or float in [0, 1]), in batches moved to ``device`` as ``compute``, stored on the
-    CPU as ``dtype`` (float16: half the memory of float32)."""
-    out = []
+    CPU as ``dtype`` (float16: half the memory of float32), written into one tensor as they
+    come (no second copy of the whole stack)."""
+    out = None
     for s in range(0, len(images), batch):
         x = images[s:s + batch].to(device)
         x = x.to(compute).div(255) if x.dtype == torch.uint8 else x.to(compute)
-        out.append(features(x).to("cpu", dtype))
-    return torch.cat(out)
+        maps = features(x).to("cpu", dtype)
+        if out is None:
+            out = torch.empty((len(images), *maps.shape[1:]), dtype=dtype)
+        out[s:s + len(maps)] = maps
+    if out is None:
+        raise ValueError("dense_maps needs at least one image")
+    return out
 
 
 def hypercolumns(net: Backbone, images: torch.Tensor, batch: int = 64, device="cpu",
