@@ -234,23 +234,29 @@ def fit_few(maps: torch.Tensor, train: splits.FaceSet, pick: torch.Tensor, cfg: 
                          schedule="none", num_per_epoch=len(train) // n * n, seed=cfg["draw"], device=device)
 
 
-#: How far (in % IOD) a number computed from float32 maps may lie from the same number from
-#: float64 maps (a regressor head in float64 on either). Measured on this machine's CPU (AMX,
-#: default kernels) over LEAD-64 on the four role sets and DVE-64 on the three 5-point ones
-#: (1,000 test faces each, and LEAD-64's 30 few-annotation regressors on AFLW_M): one face's
-#: error moved by at most 3.5e-3 (the softmax of the soft-argmax, at a multiplier of 100,
-#: amplifies the maps' float32 rounding of about 1e-6); a mean over all the faces by at most
-#: 5.9e-6, over 250 of them (400 random subsets per pair: the size of the pages' bins, none
-#: under 237 faces) by 3.1e-5, over 100 by 5.4e-5; with AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2
-#: ONEDNN_MAX_CPU_ISA=AVX2``) a mean over all faces by 1.5e-5, one face by 2.0e-3.
-#: :data:`MEAN_MARGIN` is 6 times the 250-face figure and :data:`FACE_MARGIN` 14 times the
-#: largest one-face one: a printed number closer than
-#: :data:`MEAN_MARGIN` to where its rounding changes is computed again from float64 maps
-#: (:func:`settled`), and a median from the float64 errors of every face within
-#: ``2 * FACE_MARGIN`` of it (:meth:`FaceErrors.median`). So the pages print float64's rounding,
-#: the same on every CPU (nbval checks it under AVX2 kernels), at about float32's cost: float64
-#: maps took 6-8 times float32's (LEAD-64: 20 s against 3 per 1,000 faces on one thread).
+#: How far (in % IOD) a number computed in float32 (maps and regressor head) may lie from the
+#: same number in float64. Measured (every test face's error in both precisions, by probes kept
+#: outside the package) on this machine's CPU (AMX) with the default kernels and with AVX2
+#: kernels (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``), against float64 with the
+#: default kernels, over LEAD-64 on the four role sets, DVE-64 on the three 5-point ones and the
+#: random and BYOL hypercolumns on AFLW_M (1,000 test faces each), and LEAD-64's 30
+#: few-annotation regressors on AFLW_M: one face's error moved by at most 4.5e-3 (the softmax of
+#: the soft-argmax, at a multiplier of 100, amplifies float32's rounding of the maps), a
+#: few-annotation regressor's face by 8.8e-3 (AVX2); a mean over all the faces by at most
+#: 1.4e-5, over 250 of them (400 random subsets per pair: the size of the pages' bins, none under
+#: 237 faces) by 5.5e-5, over 100 by 1.0e-4; a few-annotation regressor's mean by 1.9e-5.
+#: :data:`MEAN_MARGIN` is 3.6 times the 250-face figure and :data:`FACE_MARGIN` 5.7 times the
+#: largest one-face one: a printed number closer than :data:`MEAN_MARGIN` to where its rounding
+#: changes is computed again in float64 (:func:`settled`), and a median from the float64 errors
+#: of every face within ``2 * FACE_MARGIN`` of it (:meth:`FaceErrors.median`). So the pages print
+#: float64's rounding, the same on every CPU (nbval checks it under AVX2 kernels), at about
+#: float32's cost: float64 maps took 6-8 times float32's (LEAD-64: 20 s against 3 per 1,000 faces
+#: on one thread), and the 68-point head in float64 about twice float32's.
 MEAN_MARGIN, FACE_MARGIN = 2e-4, 0.05
+#: the same for a standard error over the faces (sd / sqrt(n) moves far less than a mean): measured
+#: at most 7.6e-7 over all the faces, 5.2e-6 over 250 of them, 1.2e-5 over 100; the margin 3.8 times
+#: the 250-face figure
+SE_MARGIN = 2e-5
 #: the same for a mean map norm (:func:`mean_norm`), relative: measured at most 2.5e-9
 #: (LEAD-64 and CL-64 on AFLW_M), the margin 40 times that
 NORM_MARGIN = 1e-7
@@ -309,15 +315,16 @@ class FaceErrors:
     """One shipped regressor's per-face errors (% IOD) on :class:`FrozenMaps`: from the float32
     maps (``exact`` False) until a printed number needs float64's (:func:`settled`,
     :meth:`median`). ``values``: ``(N,)`` float64, NaN for a face without a normalising
-    distance; ``pred``: ``(N, K, 2)`` pixels. The regressor runs in float64 on either maps."""
+    distance; ``pred``: ``(N, K, 2)`` pixels. The regressor runs in the maps' precision (its
+    weights, float16 in the zoo, are exact in both)."""
 
     def __init__(self, regressor, maps: FrozenMaps):
-        self.reg, self.maps, self.exact = regressor.double(), maps, maps.fast is None   # float64's maps already
+        self.reg, self.maps, self.exact = regressor, maps, maps.fast is None   # float64's maps already
         self.values, self.pred = self._errors(maps.exact() if self.exact else maps.fast, slice(None))
 
     def _errors(self, feats, idx):
         faces = self.maps.faces
-        pred = predict(self.reg, feats, tuple(faces.data["image"].shape[-2:]), dtype=torch.float64)
+        pred = predict(self.reg.to(feats.dtype), feats, tuple(faces.data["image"].shape[-2:]), dtype=feats.dtype)
         _, per_image = iod_error(pred, faces.landmarks[idx], visible=faces.visible[idx], per_image=True)
         return per_image, pred
 
@@ -358,18 +365,18 @@ def near_rounding(x, digits: int = 2, margin: float = MEAN_MARGIN) -> bool:
     return any(math.isfinite(v) and unit / 2 - abs(math.remainder(v, unit)) < margin for v in _numbers(x))
 
 
-def settled(fn, *errors, digits: int = 2, printed=None):
+def settled(fn, *errors, digits: int = 2, printed=None, margin: float = MEAN_MARGIN):
     """``fn(*per-face errors)`` from the float32 maps of ``errors`` (:class:`FaceErrors`; a
     tensor of per-face errors counts as exact), where ``printed(result)`` (default: the result
     itself) are the numbers a page prints at ``digits`` decimals (a number, or dicts and lists
     of them, each an average over many faces: a mean, a standard error, a bin's mean, a
-    difference of two). If one lies within :data:`MEAN_MARGIN` of where its rounding changes,
-    every one of ``errors`` is made exact and ``fn`` runs again, so the numbers round as
-    float64's do (:data:`MEAN_MARGIN` says why)."""
+    difference of two). If one lies within ``margin`` of where its rounding changes, every one
+    of ``errors`` is made exact and ``fn`` runs again, so the numbers round as float64's do
+    (:data:`MEAN_MARGIN` says why; :data:`SE_MARGIN` where every number is a standard error)."""
     values = lambda: [e.values if isinstance(e, FaceErrors) else e for e in errors]
     out = fn(*values())
     inexact = [e for e in errors if isinstance(e, FaceErrors) and not e.exact]
-    if inexact and near_rounding(out if printed is None else printed(out), digits):
+    if inexact and near_rounding(out if printed is None else printed(out), digits, margin):
         for e in inexact:
             e.make_exact()
         out = fn(*values())
@@ -389,7 +396,8 @@ def regression_error(row: str, set_name: str, scale: str, device="cpu", seed: in
     maps = maps if maps is not None else eval_maps(row, set_name, scale, device, seed, part)
     reg = zoo.get(recipe, scale, device=device, seed=seed, features=row, set=set_name, **overrides)
     errors = FaceErrors(reg, maps)
-    iod, se = settled(lambda e: (float(e.nanmean()), standard_error(e)), errors)
+    iod = settled(lambda e: float(e.nanmean()), errors)
+    se = settled(standard_error, errors, margin=SE_MARGIN)
     return dict(iod=iod, se=se, median=errors.median(), errors=errors, per_image=errors.values, pred=errors.pred)
 
 

@@ -240,7 +240,7 @@ class _StubMaps:
 
 
 def test_settled_numbers_come_from_float64_maps_only_near_a_rounding_change():
-    from ssl_lab.regression import FaceErrors, settled
+    from ssl_lab.regression import SE_MARGIN, FaceErrors, settled
     reg = LandmarkRegressor(3, 5, num_intermediate=4, generator=torch.Generator().manual_seed(1))
     maps = _StubMaps()
     errors = FaceErrors(reg, maps)
@@ -253,6 +253,10 @@ def test_settled_numbers_come_from_float64_maps_only_near_a_rounding_change():
     again.make_exact()
     assert torch.equal(errors.values, again.values) and not torch.equal(errors.values, fast)
     assert settled(lambda e, m: float(e.nanmean() + m.sum()), again, torch.zeros(3)) == float(again.values.nanmean())
+    # a standard error's own margin: 1e-4 from 0.125 is near for a mean, not for it (SE_MARGIN 2e-5)
+    third = FaceErrors(reg, maps)
+    assert settled(lambda e: 0.1249, third, margin=SE_MARGIN) == 0.1249 and not third.exact
+    assert settled(lambda e: 0.1249, third) == 0.1249 and third.exact
 
 
 def test_median_recomputes_only_the_faces_near_it_and_equals_float64_s():

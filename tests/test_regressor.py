@@ -5,6 +5,7 @@ encode the landmark positions (must reach < 2 % IOD on held-out images) against 
 on pure noise (must not beat about half the mean-shape error). The whole file runs in ~15 s
 on one CPU thread.
 """
+import copy
 import math
 
 import pytest
@@ -252,6 +253,18 @@ def test_fit_schedule_repeat_visibility_and_predict(one_thread):
     out = R.predict(reg, feat.half(), 64, batch=4)
     assert out.shape == (6, 5, 2) and out.dtype == torch.float32 and torch.isfinite(out).all()
     assert not reg.training
+    # the default batch holds PREDICT_BYTES of response maps (5 * 3 maps of 8 x 8 in float64:
+    # 7,680 bytes an image); in float64 the batching changes no prediction
+    reg64 = copy.deepcopy(reg).double()
+    whole = R.predict(reg64, feat, 64, batch=6, dtype=torch.float64)
+    for limit, batches in ((7_680 * 2, 3), (100, 6)):     # two images a batch; at least one
+        calls = []
+        hook = reg64.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(R, "PREDICT_BYTES", limit)
+            assert torch.equal(R.predict(reg64, feat, 64, dtype=torch.float64), whole)
+        hook.remove()
+        assert len(calls) == batches
 
 
 def test_an_encoder_without_weights_gives_the_frozen_feature_fit(one_thread):
