@@ -94,9 +94,11 @@ def across_seeds(chapter: str, table: str, root: Path | None = None) -> dict | N
 
     Only records of that run's scale and ``parameters`` are pooled (a run with another
     budget is a different experiment); of several records of one seed the newest counts.
-    Returns ``{"scale", "seeds", "records", "mean", "std"}``, where ``mean`` and ``std``
-    have the shape of ``rows`` (``std``: sample standard deviation, ddof 1; NaN for one
-    seed), or None when nothing is recorded."""
+    A row or column need not be in every record (a study trained variant by variant): each
+    pools the records that hold it. Returns ``{"scale", "seeds", "records", "mean", "std",
+    "n"}``, where ``mean``, ``std`` and ``n`` (how many seeds each number pools) have the
+    shape of the union of the records' ``rows`` (``std``: sample standard deviation, ddof 1;
+    NaN for one seed), or None when nothing is recorded."""
     top = best(chapter, table, root)
     if top is None:
         return None
@@ -106,16 +108,16 @@ def across_seeds(chapter: str, table: str, root: Path | None = None) -> dict | N
     for r in same:  # oldest first, so the newest record of a seed wins
         by_seed[tuple(r["seeds"])] = r
     recs = [by_seed[s] for s in sorted(by_seed)]
-    mean, std = {}, {}
-    for row, cols in top["rows"].items():
-        mean[row], std[row] = {}, {}
-        for col in cols:
+    mean, std, n = {}, {}, {}
+    for row in dict.fromkeys(row for r in recs for row in r["rows"]):
+        mean[row], std[row], n[row] = {}, {}, {}
+        for col in dict.fromkeys(col for r in recs for col in r["rows"].get(row, {})):
             vals = torch.tensor([float(r["rows"][row][col]) for r in recs
                                  if col in r["rows"].get(row, {})], dtype=torch.float64)
-            mean[row][col] = vals.mean().item()
+            mean[row][col], n[row][col] = vals.mean().item(), len(vals)
             std[row][col] = vals.std().item() if len(vals) > 1 else float("nan")
     return dict(scale=top["scale"], seeds=[s for k in sorted(by_seed) for s in k], records=recs,
-                mean=mean, std=std)
+                mean=mean, std=std, n=n)
 
 
 def beyond_spread(a, b, k: float = 2.0) -> bool | None:
@@ -139,6 +141,16 @@ def spread_verdict(a, b, name_a: str, name_b: str, k: float = 2.0) -> str:
         return f"within {k:g} standard deviations: not a finding"
     lower = name_a if sum(map(float, a)) / len(a) < sum(map(float, b)) / len(b) else name_b
     return f"{lower} ahead beyond {k:g} standard deviations"
+
+
+def noise_and_spread_verdict(a, b, name_a: str, name_b: str, noise_sd: float, k: float = 2.0) -> str:
+    """:func:`spread_verdict`, first asking that the means of ``a`` and ``b`` (e.g. a GAN
+    metric over seeds) differ by more than ``k`` times ``noise_sd``, the metric's own sampling
+    noise (its sd over sample seeds of one network): a difference must beat both."""
+    diff = abs(sum(map(float, a)) / len(a) - sum(map(float, b)) / len(b))
+    if diff <= k * noise_sd:
+        return f"within {k:g} standard deviations of the sampling noise: not a finding"
+    return spread_verdict(a, b, name_a, name_b, k)
 
 
 def beyond_noise(a: float, se_a: float, b: float, se_b: float, k: float = 2.0) -> int:

@@ -1,5 +1,6 @@
 """scales, zoo, results, paths, cli: the plumbing every chapter relies on."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,16 @@ def test_across_seeds_pools_one_budget_and_keeps_the_newest_record_per_seed(tmp_
     assert agg["std"]["none"]["FD"] == pytest.approx(2.0)           # sample std of 1, 3, 5
     assert agg["mean"]["none"]["PPL"] == pytest.approx(6.0)
     assert [r["tag"] for r in agg["records"]] == ["seed0", "seed1", "seed2"]
+    assert agg["n"]["none"] == {"FD": 3, "PPL": 3}
+    # a row only some seeds hold (a study trained variant by variant) pools those seeds
+    r = results.make_record("hsr/x", "small", "thesis-4.4", {"none": {"FD": 7.0, "PPL": 14.0}, "HSR": {"FD": 4.0}},
+                            tag="seed1b", seeds=[1], parameters=dict(steps=10))
+    r["date"] = f"2026-01-01T00:00:{next(clock)}+00:00"
+    results.save(r, root=tmp_path)
+    agg = results.across_seeds("hsr/x", "thesis-4.4", root=tmp_path)
+    assert list(agg["mean"]) == ["none", "HSR"] and agg["mean"]["none"]["FD"] == pytest.approx(13 / 3)
+    assert agg["mean"]["HSR"] == {"FD": 4.0} and agg["n"]["HSR"] == {"FD": 1}
+    assert math.isnan(agg["std"]["HSR"]["FD"])
 
 
 def test_cli_lists_splits_and_results(capsys):
@@ -310,6 +321,15 @@ def test_spread_verdict_by_hand():
     assert spread_verdict([0, 1, 2], [4, 5, 6], "A", "B", k=3) == "A ahead beyond 3 standard deviations"
     assert spread_verdict([0, 2, 4], [3, 4, 5], "A", "B") == "within 2 standard deviations: not a finding"
     assert spread_verdict([1.0], [5, 6], "A", "B").startswith("fewer than two seeds")
+
+
+def test_noise_and_spread_verdict_by_hand():
+    from ssl_lab.results import noise_and_spread_verdict as v
+    # means 5 and 1: 4 apart; the sampling noise must be under 2 (k = 2) before the spread is asked
+    assert v([4, 5, 6], [0, 1, 2], "A", "B", noise_sd=2.0).startswith("within 2 standard deviations of the sampling")
+    assert v([4, 5, 6], [0, 1, 2], "A", "B", noise_sd=1.9) == "B ahead beyond 2 standard deviations"
+    assert v([0, 2, 4], [3, 4, 5], "A", "B", noise_sd=0.1) == "within 2 standard deviations: not a finding"
+    assert v([1.0], [5.0], "A", "B", noise_sd=0.1).startswith("fewer than two seeds")
 
 
 def test_beyond_spread_by_hand():
