@@ -147,6 +147,8 @@ def noise_and_spread_verdict(a, b, name_a: str, name_b: str, noise_sd: float, k:
     """:func:`spread_verdict`, first asking that the means of ``a`` and ``b`` (e.g. a GAN
     metric over seeds) differ by more than ``k`` times ``noise_sd``, the metric's own sampling
     noise (its sd over sample seeds of one network): a difference must beat both."""
+    if min(len(a), len(b)) < 2:
+        return spread_verdict(a, b, name_a, name_b, k)            # no spread measured
     diff = abs(sum(map(float, a)) / len(a) - sum(map(float, b)) / len(b))
     if diff <= k * noise_sd:
         return f"within {k:g} standard deviations of the sampling noise: not a finding"

@@ -330,6 +330,7 @@ def test_noise_and_spread_verdict_by_hand():
     assert v([4, 5, 6], [0, 1, 2], "A", "B", noise_sd=1.9) == "B ahead beyond 2 standard deviations"
     assert v([0, 2, 4], [3, 4, 5], "A", "B", noise_sd=0.1) == "within 2 standard deviations: not a finding"
     assert v([1.0], [5.0], "A", "B", noise_sd=0.1).startswith("fewer than two seeds")
+    assert v([], [], "A", "B", noise_sd=0.1).startswith("fewer than two seeds")
 
 
 def test_beyond_spread_by_hand():
