@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from . import zoo
+from . import results, zoo
 from .data import splits
 from .metrics.landmarks import iod_error, standard_error
 from .nets.backbones import Backbone, dense_maps
@@ -58,9 +58,8 @@ SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 #: on the 960-d random hypercolumn about 4 x that (the 1x1 filters cost 15 x more, the
 #: soft-argmax the same). The 68-point regressors of 300-W (3,400 soft-argmax maps, 80 epochs of
 #: 99 steps) took about 0.73 s a step on one core: 82-96 min each for LEAD-64, CL-64 and DVE-64. Not
-#: trained on 300-W: the random-init hypercolumn, whose regressor would hold 3.3 M weights (6.5 MB
-#: as float16, beyond the shipped zoo's budget) and cost more again (gate R names the yardstick it
-#: lacks there). The stage-1 BYOL hypercolumn (960-d here) is the thesis's 3840-d LEAD row: its
+#: shipped on 300-W: the random-init hypercolumn, whose regressor holds 3.3 M weights (6.5 MB as
+#: float16, beyond the shipped zoo's budget); its error is recorded instead (:data:`UNSHIPPED`). The stage-1 BYOL hypercolumn (960-d here) is the thesis's 3840-d LEAD row: its
 #: Table 3.2 LEAD row matches no row of its Table 3.4, and §3.3.2 calls it "obtained using
 #: hypercolumn feature maps" of "our model trained using the BYOL objective". Trained on the
 #: 5-point sets: 31 min on MAFL and 7-10 on an AFLW set, on 2 threads beside another job. Not
@@ -71,6 +70,33 @@ TABLE_3_2 = {"LEAD / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
              "CL / 64": ("mafl", "aflw_m", "aflw_r", "300w"),
              "BYOL hypercolumn": ("mafl", "aflw_m", "aflw_r"),
              "random hypercolumn": ("mafl", "aflw_m", "aflw_r")}
+#: where ``data_scripts/regressor_unshipped.py`` records the Table 3.2 cells whose regressors are
+#: trained by the ``lead/regressor`` recipe but not shipped (no room in the zoo); the chapter shows
+#: them at the scale and seed they were recorded at (:func:`unshipped_cells`)
+UNSHIPPED = "lead/regressor-unshipped"
+
+
+def unshipped_cells(scale: str, seed: int = 0, root=None) -> dict:
+    """Table 3.2 cells recorded by ``data_scripts/regressor_unshipped.py`` at ``scale`` and
+    ``seed``: ``{(feature row, column): {"iod", "se", "median", "commit", "stale"}}``, the newest
+    record of each cell. ``stale``: None while the record's regressor key is the key the recipe
+    gives now (same config, seed, SynthFaces splits), else a sentence saying it is not."""
+    out = {}
+    for rec in results.load_all(UNSHIPPED, root):          # oldest first: the newest wins
+        if rec["scale"] != scale or rec["seeds"] != [seed] or rec["table"] != "thesis-3.2":
+            continue
+        p = rec["parameters"]
+        now = zoo.key("lead/regressor", scale, seed, features=p["features"], set=p["set"])
+        stale = None if p["regressor_key"] == now else (f"recorded with regressor key {p['regressor_key']}, "
+                                                         f"the recipe's is now {now}")
+        for row, cells in rec["rows"].items():
+            for col in SETS:
+                if col in cells:
+                    out[(row, col)] = dict(iod=cells[col], se=cells[f"{col} s.e."], median=cells[f"{col} median"],
+                                           commit=rec["commit"], stale=stale)
+    return out
+
+
 #: Table 3.4's grid: the compact maps at 64, 128 and 256 dimensions (DVE at 64 only, as in the
 #: thesis) on the 5-point sets; its 64-d rows are Table 3.2's regressors
 TABLE_3_4 = {row: ("mafl", "aflw_m", "aflw_r")

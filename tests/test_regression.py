@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from ssl_lab.nets.regressor import LandmarkRegressor
-from ssl_lab.regression import FEATURES, SETS, budget_fields, budget_key, few_draws, mean_norm, mean_shape_error
+from ssl_lab import results, zoo
+from ssl_lab.regression import (FEATURES, SETS, UNSHIPPED, budget_fields, budget_key, few_draws, mean_norm,
+                                mean_shape_error, unshipped_cells)
 
 
 def test_mean_shape_error_by_hand():
@@ -77,6 +79,32 @@ def test_few_draws_gathers_the_draws_of_each_row_norm_and_budget():
     assert few_draws(recs) == {("mean shape", None, 5): {0: v(90.0), 1: v(91.0)},
                                ("DVE / 64", None, 5): {0: v(100.0), 1: v(102.0)},
                                ("DVE / 64", 0.1, 5): {0: v(1.0)}, ("DVE / 64", None, 1): {0: v(120.0)}}
+
+
+def test_unshipped_cells_read_the_newest_record_of_each_cell_and_flag_a_stale_key(tmp_path):
+    row, st = "random hypercolumn", "300w"
+    now = zoo.key("lead/regressor", "small", 0, features=row, set=st)
+
+    def record(value, key, date, seed=0, scale="small"):
+        rec = results.make_record(UNSHIPPED, scale, "thesis-3.2",
+                                  {row: {"300W": value, "300W s.e.": 0.5, "300W median": value - 1}},
+                                  tag=f"seed{seed}-{date}", seeds=[seed],
+                                  parameters=dict(features=row, set=st, regressor_key=key))
+        rec["date"] = date                                  # load_all orders by date
+        results.save(rec, root=tmp_path)
+
+    record(40.0, now, "2026-01-01")
+    record(41.0, now, "2026-02-01")                         # the newest current one wins
+    record(99.0, now, "2026-03-01", seed=1)                 # another seed: not this one's
+    record(98.0, now, "2026-03-01", scale="smoke")          # another scale
+    cells = unshipped_cells("small", 0, root=tmp_path)
+    assert list(cells) == [(row, "300W")]
+    assert (cells[(row, "300W")]["iod"], cells[(row, "300W")]["se"], cells[(row, "300W")]["median"]) == (41.0, 0.5, 40.0)
+    assert cells[(row, "300W")]["stale"] is None
+    record(42.0, "0123456789", "2026-04-01")                # made under another config or splits
+    cell = unshipped_cells("small", 0, root=tmp_path)[(row, "300W")]
+    assert cell["iod"] == 42.0 and "0123456789" in cell["stale"] and now in cell["stale"]
+    assert unshipped_cells("small", 0, root=tmp_path / "nothing") == {}
 
 
 def test_every_feature_row_and_set_is_known():

@@ -267,6 +267,39 @@ def test_fit_schedule_repeat_visibility_and_predict(one_thread):
         assert len(calls) == batches
 
 
+@pytest.mark.parametrize("end_to_end", [False, True])
+@pytest.mark.parametrize("with_visible", [False, True])
+def test_micro_batches_give_the_whole_batch_s_loss_and_gradients(end_to_end, with_visible):
+    """A step on micro-batches of the head (``TRAIN_BYTES``) computes the whole batch's loss and
+    gradients (float64, up to rounding), and the encoder's gradient end to end too."""
+    gen = torch.Generator().manual_seed(7)
+    lm = _faces(7, gen)
+    images = _bump_features(lm, h=32, sigma=3.0, amp=1.0).double()      # (7, 5, 32, 32)
+    target = R.pixels_to_normalized(lm, 64).double()
+    vis = (torch.rand(7, 5, generator=gen) > 0.3) if with_visible else None
+    grads = []
+    for max_bytes in (None, 3 * 5 * 4 * 8 * 8 * 4):                    # whole; 3 images (maps 8 x 8)
+        torch.manual_seed(0)
+        enc = torch.nn.Conv2d(5, 6, 4, stride=4).double()
+        reg = R.LandmarkRegressor(6, 5, num_intermediate=4, generator=torch.Generator().manual_seed(1),
+                                  detach=not end_to_end).double()
+        calls = []
+        hook = reg.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+        feat = enc(images) if end_to_end else enc(images).detach()
+        loss = R._step_gradients(reg, feat, target, vis, 10.0, max_bytes, end_to_end=end_to_end)
+        hook.remove()
+        assert calls == ([7] if max_bytes is None else [3, 3, 1])
+        params = [*reg.parameters(), *(enc.parameters() if end_to_end else ())]
+        grads.append((loss, [p.grad.clone() for p in params]))
+        assert all(p.grad is None for p in enc.parameters()) != end_to_end
+    (whole, g_whole), (micro, g_micro) = grads
+    with torch.no_grad():
+        expected = float(R.regression_loss(reg(feat)[0], target, visible=vis))
+    assert whole == pytest.approx(expected, rel=1e-12) and micro == pytest.approx(whole, rel=1e-12)
+    for a, b in zip(g_whole, g_micro):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_an_encoder_without_weights_gives_the_frozen_feature_fit(one_thread):
     """End to end with a weightless encoder (4 x 4 average pooling of full-resolution bump
     images) is the frozen fit on the pooled maps: the same regressor, the same losses."""

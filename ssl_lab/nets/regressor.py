@@ -282,15 +282,28 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 10.
     if pred.shape != target.shape or pred.shape[-1] != 2:
         raise ValueError(f"pred and target must both be (B, K, 2); got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
+    total = _loss_sum(pred, target, alpha, visible)
+    return total / _loss_count(pred.shape, visible)
+
+
+def _loss_sum(pred, target, alpha, visible):
+    """The sum of :func:`regression_loss`'s terms (over the visible coordinates)."""
     target = target.to(device=pred.device, dtype=pred.dtype)
     per = F.smooth_l1_loss(pred * alpha, target * alpha, reduction="none")
     if visible is None:
-        return per.mean()
+        return per.sum()
     vis = torch.as_tensor(visible, dtype=torch.bool, device=pred.device)
     if vis.shape != pred.shape[:-1]:
         raise ValueError(f"visible must be {tuple(pred.shape[:-1])}; got {tuple(vis.shape)}")
-    mask = vis[..., None].to(per.dtype)
-    return (per * mask).sum() / (2.0 * mask.sum()).clamp(min=1.0)
+    return (per * vis[..., None].to(per.dtype)).sum()
+
+
+def _loss_count(shape, visible) -> float:
+    """The number of terms :func:`regression_loss` averages: every coordinate, or the visible
+    ones (at least 1)."""
+    if visible is None:
+        return float(math.prod(shape))
+    return max(2.0 * float(torch.as_tensor(visible).sum()), 1.0)
 
 
 # ----------------------------------------------------------------------------- training
@@ -359,7 +372,10 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
 
     Deterministic given ``seed`` (the initialisation and the shuffling use their own
     ``torch.Generator``s; the global RNG is untouched) on a given device.  Each step is
-    batched: one gather of the batch, one forward, no per-image loop.
+    batched: one gather of the batch, one forward, no per-image loop; on a CPU the head's
+    forward and backward run on micro-batches of at most :data:`TRAIN_BYTES` of response maps
+    whose gradients add up to the batch's (:func:`_step_gradients`), the optimiser steps once per
+    batch.
 
     ``encoder``: train end to end instead. ``features`` are then the images ``(N, 3, H, W)``
     (uint8, or float in [0, 1]), ``encoder`` maps a batch of them to dense maps, and it learns
@@ -418,6 +434,7 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
     epoch_index = repeat_indices(n, num_per_epoch)
     history: dict[str, list[float]] = {"loss": [], "lr": []}
 
+    max_bytes = TRAIN_BYTES if device.type == "cpu" else None
     reg.train()
     with _flush_denormals():                          # see the docstring
         for epoch in progress_bar(range(int(epochs)), "regressor", show=progress, leave=False):
@@ -431,12 +448,10 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
                 feat = maps(idx)
                 tgt = targets[idx].to(device)
                 vis = None if visible is None else visible[idx].to(device)
-                pred, _ = reg(feat)
-                loss = regression_loss(pred, tgt, alpha=alpha, visible=vis)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = _step_gradients(reg, feat, tgt, vis, alpha, max_bytes, end_to_end=encoder is not None)
                 opt.step()
-                total += float(loss.detach()) * len(idx)
+                total += loss * len(idx)
                 count += len(idx)
             history["loss"].append(total / max(count, 1))
             history["lr"].append(cur)
@@ -444,6 +459,41 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
     if encoder is not None:
         encoder.eval()
     return reg, history
+
+
+#: on a CPU, the bytes of response maps one forward and backward of :func:`fit_regressor` may hold:
+#: a larger batch is split into micro-batches whose gradients add up to the batch's
+TRAIN_BYTES = 4 << 20
+
+
+def _step_gradients(reg: LandmarkRegressor, feat: torch.Tensor, target: torch.Tensor, visible, alpha: float,
+                    max_bytes: int | None, end_to_end: bool = False) -> float:
+    """Accumulate the gradient of :func:`regression_loss` over the batch ``feat`` into the
+    parameters (and, ``end_to_end``, into the graph that made ``feat``); return the loss.
+
+    With ``max_bytes``, the head runs on micro-batches whose ``K * M`` float32 response maps
+    hold at most that many bytes, each adding its share of the batch's loss (its sum over the
+    batch's count of terms), so the gradient is the whole batch's up to float rounding. The
+    maps of a micro-batch then stay in the CPU's cache through the softmax, its sums and their
+    backward: a step of 300-W's 68-point head (3,400 maps of 16 x 16 per face) on 32 faces of
+    64-d maps took 0.49 s at once and 0.20 s in micro-batches of 8, on one thread."""
+    per_image = reg.filters.shape[0] * feat.shape[-2] * feat.shape[-1] * 4
+    micro = len(feat) if max_bytes is None else max(1, max_bytes // per_image)
+    count = _loss_count(target.shape, visible)
+    if micro >= len(feat):
+        loss = _loss_sum(reg(feat)[0], target, alpha, visible) / count
+        loss.backward()
+        return float(loss.detach())
+    inp = feat.detach().requires_grad_() if end_to_end else feat
+    total = 0.0
+    for start in range(0, len(feat), micro):
+        part = slice(start, start + micro)
+        loss = _loss_sum(reg(inp[part])[0], target[part], alpha, None if visible is None else visible[part]) / count
+        loss.backward()
+        total += float(loss.detach())
+    if end_to_end:
+        feat.backward(inp.grad)                        # the encoder's share, once for the batch
+    return total
 
 
 #: :func:`predict`'s default batch: the bytes of response maps one batch may hold
