@@ -46,6 +46,7 @@ def main() -> None:
     with torch.no_grad():
         out = regression_error(args.row, args.set, SCALE, seed=SEED)
     info = zoo.info("lead/regressor", SCALE, seed=SEED, features=args.row, set=args.set)
+    key = zoo.key("lead/regressor", SCALE, SEED, features=args.row, set=args.set)    # the cache file's name holds it
     col = {s: c for c, s in SETS.items()}[args.set]
     rows = {args.row: {col: round(out["iod"], 4), f"{col} s.e.": round(out["se"], 4),
                        f"{col} median": round(out["median"], 4)}}
@@ -53,7 +54,7 @@ def main() -> None:
     rec = results.make_record(
         CHAPTER, SCALE, "thesis-3.2", rows, tag=tag(args.row, args.set), device="cpu", seeds=[SEED],
         wall_time_s=time.perf_counter() - t0,
-        parameters=dict(features=args.row, set=args.set, epochs=FULL_EPOCHS[args.set], regressor_key=info["key"],
+        parameters=dict(features=args.row, set=args.set, epochs=FULL_EPOCHS[args.set], regressor_key=key,
                         regressor_wall_time_s=info["wall_time_s"], regressor_device=info["device"],
                         regressor_commit=info.get("commit"),
                         command=f'python data_scripts/regressor_unshipped.py "{args.row}" {args.set}'),
