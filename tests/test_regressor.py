@@ -300,6 +300,24 @@ def test_micro_batches_give_the_whole_batch_s_loss_and_gradients(end_to_end, wit
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_fit_splits_batches_only_for_features_of_few_channels(monkeypatch):
+    gen = torch.Generator().manual_seed(8)
+    lm = _faces(8, gen)
+    monkeypatch.setattr(R, "TRAIN_BYTES", 1)                           # one face a micro-batch
+    monkeypatch.setattr(R, "MICRO_CHANNELS", 5)
+    seen = {}
+    real = R.LandmarkRegressor.forward
+
+    def counting(self, feat):
+        seen.setdefault(feat.shape[1], []).append(feat.shape[0])
+        return real(self, feat)
+
+    monkeypatch.setattr(R.LandmarkRegressor, "forward", counting)
+    for c in (5, 6):
+        R.fit_regressor(torch.randn(8, c, 4, 4), lm, 64, epochs=1, batch_size=4, num_intermediate=2)
+    assert seen == {5: [1] * 8, 6: [4, 4]}
+
+
 def test_an_encoder_without_weights_gives_the_frozen_feature_fit(one_thread):
     """End to end with a weightless encoder (4 x 4 average pooling of full-resolution bump
     images) is the frozen fit on the pooled maps: the same regressor, the same losses."""

@@ -372,10 +372,10 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
 
     Deterministic given ``seed`` (the initialisation and the shuffling use their own
     ``torch.Generator``s; the global RNG is untouched) on a given device.  Each step is
-    batched: one gather of the batch, one forward, no per-image loop; on a CPU the head's
-    forward and backward run on micro-batches of at most :data:`TRAIN_BYTES` of response maps
-    whose gradients add up to the batch's (:func:`_step_gradients`), the optimiser steps once per
-    batch.
+    batched: one gather of the batch, one forward, no per-image loop; on a CPU, for features of
+    at most :data:`MICRO_CHANNELS` channels, the head's forward and backward run on micro-batches
+    of at most :data:`TRAIN_BYTES` of response maps whose gradients add up to the batch's
+    (:func:`_step_gradients`); the optimiser steps once per batch.
 
     ``encoder``: train end to end instead. ``features`` are then the images ``(N, 3, H, W)``
     (uint8, or float in [0, 1]), ``encoder`` maps a batch of them to dense maps, and it learns
@@ -434,7 +434,7 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
     epoch_index = repeat_indices(n, num_per_epoch)
     history: dict[str, list[float]] = {"loss": [], "lr": []}
 
-    max_bytes = TRAIN_BYTES if device.type == "cpu" else None
+    max_bytes = TRAIN_BYTES if device.type == "cpu" and channels <= MICRO_CHANNELS else None
     reg.train()
     with _flush_denormals():                          # see the docstring
         for epoch in progress_bar(range(int(epochs)), "regressor", show=progress, leave=False):
@@ -462,8 +462,14 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
 
 
 #: on a CPU, the bytes of response maps one forward and backward of :func:`fit_regressor` may hold:
-#: a larger batch is split into micro-batches whose gradients add up to the batch's
+#: a larger batch is split into micro-batches whose gradients add up to the batch's, for features
+#: of at most :data:`MICRO_CHANNELS` channels. Measured on one thread (the other core busy), a step
+#: of 32 faces through 300-W's 68-point head on 16 x 16 maps, whole batch -> micro-batches of this
+#: size (one face): 64-d 0.48 -> 0.17 s, 128-d 0.50 -> 0.23, 256-d 0.56 -> 0.38, 512-d 0.69 ->
+#: 0.66, 960-d 0.93 -> 1.16 (there the 1x1 convolution dominates, and splitting it costs); a
+#: 5-point head's maps fit whole (9 ms a step on 64-d maps either way)
 TRAIN_BYTES = 4 << 20
+MICRO_CHANNELS = 512
 
 
 def _step_gradients(reg: LandmarkRegressor, feat: torch.Tensor, target: torch.Tensor, visible, alpha: float,
@@ -475,8 +481,7 @@ def _step_gradients(reg: LandmarkRegressor, feat: torch.Tensor, target: torch.Te
     hold at most that many bytes, each adding its share of the batch's loss (its sum over the
     batch's count of terms), so the gradient is the whole batch's up to float rounding. The
     maps of a micro-batch then stay in the CPU's cache through the softmax, its sums and their
-    backward: a step of 300-W's 68-point head (3,400 maps of 16 x 16 per face) on 32 faces of
-    64-d maps took 0.49 s at once and 0.20 s in micro-batches of 8, on one thread."""
+    backward (:data:`TRAIN_BYTES` gives the measurements)."""
     per_image = reg.filters.shape[0] * feat.shape[-2] * feat.shape[-1] * 4
     micro = len(feat) if max_bytes is None else max(1, max_bytes // per_image)
     count = _loss_count(target.shape, visible)
