@@ -29,12 +29,21 @@ def results_dir() -> Path:
     return repo_root() / "results"
 
 
-def git_commit() -> str:
+#: what a record's ``+dirty`` leaves out: the records themselves (``results/**/*.json``, the zoo's
+#: manifests included), so that a page writing several records in a row, or rewriting the ones a
+#: commit holds, does not mark the later ones dirty; the zoo's weight files still count
+RECORDS_PATHSPEC = ":(exclude,glob)results/**/*.json"
+
+
+def git_commit(root: Path | None = None) -> str:
+    """This checkout's short commit, ``+dirty`` if a tracked file other than a record
+    (:data:`RECORDS_PATHSPEC`) differs from it; ``unknown`` outside git."""
+    root = root or repo_root()
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(),
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", RECORDS_PATHSPEC],
+                               cwd=root, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

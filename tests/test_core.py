@@ -91,6 +91,29 @@ def test_results_roundtrip_and_best(tmp_path):
         results.make_record("x", "small", "t", {"r": 1.0})
 
 
+def test_a_changed_record_does_not_mark_the_next_record_dirty_but_changed_code_does(tmp_path):
+    import subprocess
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    for f, text in (("results/lead/x/small-seed0.json", "{}"), ("results/zoo/r/a.json", "{}"),
+                    ("results/zoo/r/a.pt", "w"), ("ssl_lab/m.py", "x = 1")):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text(text)
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    clean = results.git_commit(tmp_path)
+    assert clean and "+dirty" not in clean and clean != "unknown"
+    (tmp_path / "results/lead/x/small-seed0.json").write_text('{"a": 1}')     # a record rewritten
+    (tmp_path / "results/zoo/r/a.json").write_text('{"a": 1}')                # a manifest
+    (tmp_path / "notes.txt").write_text("untracked")
+    assert results.git_commit(tmp_path) == clean
+    (tmp_path / "results/zoo/r/a.pt").write_text("v")                        # weights count
+    assert results.git_commit(tmp_path) == clean + "+dirty"
+    git("checkout", "-q", "results/zoo/r/a.pt")
+    (tmp_path / "ssl_lab/m.py").write_text("x = 2")                           # code counts
+    assert results.git_commit(tmp_path) == clean + "+dirty"
+
+
 def test_across_seeds_pools_one_budget_and_keeps_the_newest_record_per_seed(tmp_path):
     clock = iter(range(10, 60))
 
