@@ -59,7 +59,8 @@ SETS = {"MAFL": "mafl", "AFLW_M": "aflw_m", "AFLW_R": "aflw_r", "300W": "300w"}
 #: soft-argmax the same). The 68-point regressors of 300-W (3,400 soft-argmax maps, 80 epochs of
 #: 99 steps) took about 0.73 s a step on one core: 82-96 min each for LEAD-64, CL-64 and DVE-64. Not
 #: shipped on 300-W: the random-init hypercolumn, whose regressor holds 3.3 M weights (6.5 MB as
-#: float16, beyond the shipped zoo's budget); its error is recorded instead (:data:`UNSHIPPED`). The stage-1 BYOL hypercolumn (960-d here) is the thesis's 3840-d LEAD row: its
+#: float16, beyond the shipped zoo's budget); its error is recorded instead (:data:`UNSHIPPED`).
+#: The stage-1 BYOL hypercolumn (960-d here) is the thesis's 3840-d LEAD row: its
 #: Table 3.2 LEAD row matches no row of its Table 3.4, and §3.3.2 calls it "obtained using
 #: hypercolumn feature maps" of "our model trained using the BYOL objective". Trained on the
 #: 5-point sets: 31 min on MAFL and 7-10 on an AFLW set, on 2 threads beside another job. Not
