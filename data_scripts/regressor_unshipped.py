@@ -26,10 +26,9 @@ import _common  # noqa: F401  (puts this checkout's ssl_lab first on the path)
 import torch
 
 from ssl_lab import results, zoo
-from ssl_lab.regression import FEATURES, FULL_EPOCHS, SETS, regression_error
+from ssl_lab.regression import FEATURES, FULL_EPOCHS, SETS, UNSHIPPED, regression_error
 
 SCALE, SEED = "small", 0
-CHAPTER = "lead/regressor-unshipped"
 
 
 def tag(row: str, set_name: str) -> str:
@@ -52,7 +51,7 @@ def main() -> None:
                        f"{col} median": round(out["median"], 4)}}
     print(rows, flush=True)
     rec = results.make_record(
-        CHAPTER, SCALE, "thesis-3.2", rows, tag=tag(args.row, args.set), device="cpu", seeds=[SEED],
+        UNSHIPPED, SCALE, "thesis-3.2", rows, tag=tag(args.row, args.set), device="cpu", seeds=[SEED],
         wall_time_s=time.perf_counter() - t0,
         parameters=dict(features=args.row, set=args.set, epochs=FULL_EPOCHS[args.set], regressor_key=key,
                         regressor_wall_time_s=info["wall_time_s"], regressor_device=info["device"],
