@@ -11,8 +11,9 @@ and the outer eye corners, :func:`ssl_lab.metrics.landmarks.iod_error`).
 
 Feature rows (:data:`FEATURES`): the stage-1 hypercolumns of BYOL and MoCo (the thesis's
 3840-d rows; 960-d for the ResNet-18 below full scale), the same architecture untrained
-(``"random hypercolumn"``, seeded: a yardstick no paper shows), and the stage-2 compact maps
-of LEAD, DVE and CL. Role sets (:data:`SETS`): MAFL, AFLW_M, AFLW_R and 300-W, each a
+(``"random hypercolumn"``, seeded: a yardstick no paper shows; ``"random hypercolumn / 64"``,
+the same maps randomly projected to 64 dimensions, :func:`random_projection`), and the stage-2
+compact maps of LEAD, DVE and CL. Role sets (:data:`SETS`): MAFL, AFLW_M, AFLW_R and 300-W, each a
 SynthFaces ``<set>/train`` and ``<set>/test`` split below full scale.
 
 Budgets: ``small`` and ``full`` follow ContrastLandmarks' released schedule: its optimiser
@@ -40,6 +41,7 @@ FEATURES = {
     "BYOL hypercolumn": ("lead/stage1-byol", {}),
     "MoCo hypercolumn": ("lead/stage1-moco", {}),
     "random hypercolumn": (None, {}),
+    "random hypercolumn / 64": (None, dict(project=64)),
     "LEAD / 64": ("lead/stage2-lead", dict(feat_dim=64, proj_dim=256)),
     "DVE / 64": ("lead/stage2-dve", dict(feat_dim=64)),
     "CL / 64": ("lead/stage2-cl", dict(feat_dim=64)),
@@ -142,7 +144,19 @@ def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torc
         net = zoo.get(name, scale, device=device, seed=seed, **overrides)
     net = net.to(dtype)
     fn = net.hypercolumn if isinstance(net, Backbone) else net
+    if name is None and "project" in overrides:
+        w = random_projection(net.hypercolumn_channels, overrides["project"], seed).to(device, dtype)
+        return lambda x: torch.einsum("oc,bchw->bohw", w, fn(x.to(device, dtype)))
     return lambda x: fn(x.to(device, dtype))
+
+
+def random_projection(in_dim: int, out_dim: int, seed: int = 0) -> torch.Tensor:
+    """A seeded Johnson-Lindenstrauss projection ``(out_dim, in_dim)``: independent normal
+    entries of variance ``1 / out_dim``, so a projected map cell keeps its squared norm in
+    expectation. It makes the random-init hypercolumn a ``out_dim``-d map at the norm it had,
+    so that it differs from the 960-d yardstick in its dimension alone (nothing is learned)."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return torch.randn(out_dim, in_dim, generator=g, dtype=torch.float64) / out_dim ** 0.5
 
 
 def _annotated(set_name: str, part: str, scale: str) -> splits.FaceSet:

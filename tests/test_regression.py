@@ -314,3 +314,18 @@ def test_frozen_maps_compute_float64_once_per_image_then_let_float32_go(home, on
     assert torch.equal(full[[3, 1]], two) and maps.fast is None and maps.mean_norm() == mean_norm(full)
     reg = zoo.get("lead/regressor", "smoke", features="random hypercolumn", set="aflw_m")
     assert FaceErrors(reg, maps).exact                                  # float64's maps from the start
+
+
+def test_random_projection_keeps_the_norm_in_expectation_and_is_the_64d_rows_map(home, one_thread):
+    from ssl_lab.regression import dense_features, random_projection
+    w = random_projection(960, 64, seed=0)
+    assert w.shape == (64, 960) and torch.equal(w, random_projection(960, 64, seed=0))
+    assert not torch.equal(w, random_projection(960, 64, seed=1))
+    x = torch.randn(2000, 960, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ratio = ((x @ w.T).pow(2).sum(1) / x.pow(2).sum(1)).mean()      # E|Wx|^2 = |x|^2 (entries of variance 1/64)
+    assert abs(float(ratio) - 1.0) < 0.1
+    faces = torch.rand(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    full = dense_features("random hypercolumn", "smoke", dtype=torch.float64)(faces)
+    low = dense_features("random hypercolumn / 64", "smoke", dtype=torch.float64)(faces)
+    assert low.shape == (2, 64, *full.shape[-2:])
+    assert torch.allclose(low, torch.einsum("oc,bchw->bohw", random_projection(full.shape[1], 64), full))
