@@ -51,6 +51,7 @@ def main() -> None:
     info = zoo.info("lead/regressor", SCALE, seed=SEED, features=args.row, set=args.set)
     key = zoo.key("lead/regressor", SCALE, SEED, features=args.row, set=args.set)    # the cache file's name holds it
     col = {s: c for c, s in SETS.items()}[args.set]
+    shipped = zoo.shipped_manifest("lead/regressor", SCALE, SEED, features=args.row, set=args.set) is not None
     rows = {args.row: {col: round(out["iod"], 4), f"{col} s.e.": round(out["se"], 4),
                        f"{col} median": round(out["median"], 4),
                        f"{col} train": round(fit["iod"], 4), f"{col} train s.e.": round(fit["se"], 4)}}
@@ -60,10 +61,11 @@ def main() -> None:
         wall_time_s=time.perf_counter() - t0,
         parameters=dict(features=args.row, set=args.set, epochs=FULL_EPOCHS[args.set], regressor_key=key,
                         regressor_wall_time_s=info["wall_time_s"], regressor_device=info["device"],
-                        regressor_commit=info.get("commit"),
+                        regressor_commit=info.get("commit"), shipped=shipped,
+                        dimensions=zoo.load("lead/regressor", SCALE, seed=SEED, features=args.row,
+                                            set=args.set)["in_channels"],
                         command=f'python data_scripts/regressor_unshipped.py "{args.row}" {args.set}'),
-        notes=("the regressor is shipped; recorded for its error on its own training faces"
-               if zoo.shipped_manifest("lead/regressor", SCALE, SEED, features=args.row, set=args.set) else
+        notes=("the regressor is shipped; recorded for its error on its own training faces" if shipped else
                "the regressor is not shipped (no room in the zoo); it lives in the cache of the machine "
                "that recorded this"))
     print("recorded", results.save(rec))

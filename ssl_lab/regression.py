@@ -81,8 +81,10 @@ UNSHIPPED = "lead/regressor-unshipped"
 
 def unshipped_cells(scale: str, seed: int = 0, root=None) -> dict:
     """Table 3.2 cells recorded by ``data_scripts/regressor_unshipped.py`` at ``scale`` and
-    ``seed``: ``{(feature row, column): {"iod", "se", "median", "commit", "stale"}}``, the newest
-    record of each cell. ``stale``: None while the record's regressor key is the key the recipe
+    ``seed``: ``{(feature row, column): {"iod", "se", "median", "train", "train_se", "commit",
+    "stale", "shipped", "dimensions"}}``, the newest record of each cell (``train``, ``train_se``: the error on
+    the regressor's own training faces, None where not recorded; ``shipped``: the regressor is
+    in the zoo, recorded for its training-face error; ``dimensions``: its maps' channels). ``stale``: None while the record's regressor key is the key the recipe
     gives now (same config, seed, SynthFaces splits), else a sentence saying it is not."""
     out = {}
     for rec in results.load_all(UNSHIPPED, root):          # oldest first: the newest wins
@@ -96,7 +98,9 @@ def unshipped_cells(scale: str, seed: int = 0, root=None) -> dict:
             for col in SETS:
                 if col in cells:
                     out[(row, col)] = dict(iod=cells[col], se=cells[f"{col} s.e."], median=cells[f"{col} median"],
-                                           commit=rec["commit"], stale=stale)
+                                           train=cells.get(f"{col} train"), train_se=cells.get(f"{col} train s.e."),
+                                           commit=rec["commit"], stale=stale, shipped=bool(p.get("shipped", False)),
+                                           dimensions=p.get("dimensions"))
     return out
 
 

@@ -85,9 +85,9 @@ def test_unshipped_cells_read_the_newest_record_of_each_cell_and_flag_a_stale_ke
     row, st = "random hypercolumn", "300w"
     now = zoo.key("lead/regressor", "small", 0, features=row, set=st)
 
-    def record(value, key, date, seed=0, scale="small"):
+    def record(value, key, date, seed=0, scale="small", **extra):
         rec = results.make_record(UNSHIPPED, scale, "thesis-3.2",
-                                  {row: {"300W": value, "300W s.e.": 0.5, "300W median": value - 1}},
+                                  {row: {"300W": value, "300W s.e.": 0.5, "300W median": value - 1, **extra}},
                                   tag=f"seed{seed}-{date}", seeds=[seed],
                                   parameters=dict(features=row, set=st, regressor_key=key))
         rec["date"] = date                                  # load_all orders by date
@@ -101,10 +101,14 @@ def test_unshipped_cells_read_the_newest_record_of_each_cell_and_flag_a_stale_ke
     assert list(cells) == [(row, "300W")]
     assert (cells[(row, "300W")]["iod"], cells[(row, "300W")]["se"], cells[(row, "300W")]["median"]) == (41.0, 0.5, 40.0)
     assert cells[(row, "300W")]["stale"] is None
+    assert cells[(row, "300W")]["train"] is None and cells[(row, "300W")]["shipped"] is False   # not recorded: None
     record(42.0, "0123456789", "2026-04-01")                # made under another config or splits
     cell = unshipped_cells("small", 0, root=tmp_path)[(row, "300W")]
     assert cell["iod"] == 42.0 and "0123456789" in cell["stale"] and now in cell["stale"]
     assert unshipped_cells("small", 0, root=tmp_path / "nothing") == {}
+    record(43.0, now, "2026-05-01", **{"300W train": 30.0, "300W train s.e.": 0.25})
+    cell = unshipped_cells("small", 0, root=tmp_path)[(row, "300W")]
+    assert (cell["iod"], cell["train"], cell["train_se"]) == (43.0, 30.0, 0.25)
 
 
 def test_every_feature_row_and_set_is_known():
