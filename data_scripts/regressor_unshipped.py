@@ -29,7 +29,7 @@ import _common  # noqa: F401  (puts this checkout's ssl_lab first on the path)
 import torch
 
 from ssl_lab import results, zoo
-from ssl_lab.regression import FEATURES, FULL_EPOCHS, SETS, UNSHIPPED, regression_error
+from ssl_lab.regression import FEATURES, FULL_EPOCHS, SETS, UNSHIPPED, feature_dim, regression_error
 
 SCALE, SEED = "small", 0
 
@@ -62,8 +62,7 @@ def main() -> None:
         parameters=dict(features=args.row, set=args.set, epochs=FULL_EPOCHS[args.set], regressor_key=key,
                         regressor_wall_time_s=info["wall_time_s"], regressor_device=info["device"],
                         regressor_commit=info.get("commit"), shipped=shipped,
-                        dimensions=zoo.load("lead/regressor", SCALE, seed=SEED, features=args.row,
-                                            set=args.set)["in_channels"],
+                        dimensions=feature_dim(args.row, SCALE),
                         command=f'python data_scripts/regressor_unshipped.py "{args.row}" {args.set}'),
         notes=("the regressor is shipped; recorded for its error on its own training faces" if shipped else
                "the regressor is not shipped (no room in the zoo); it lives in the cache of the machine "

@@ -82,9 +82,9 @@ UNSHIPPED = "lead/regressor-unshipped"
 def unshipped_cells(scale: str, seed: int = 0, root=None) -> dict:
     """Table 3.2 cells recorded by ``data_scripts/regressor_unshipped.py`` at ``scale`` and
     ``seed``: ``{(feature row, column): {"iod", "se", "median", "train", "train_se", "commit",
-    "stale", "shipped", "dimensions"}}``, the newest record of each cell (``train``, ``train_se``: the error on
+    "stale", "shipped"}}``, the newest record of each cell (``train``, ``train_se``: the error on
     the regressor's own training faces, None where not recorded; ``shipped``: the regressor is
-    in the zoo, recorded for its training-face error; ``dimensions``: its maps' channels). ``stale``: None while the record's regressor key is the key the recipe
+    in the zoo, recorded for its training-face error). ``stale``: None while the record's regressor key is the key the recipe
     gives now (same config, seed, SynthFaces splits), else a sentence saying it is not."""
     out = {}
     for rec in results.load_all(UNSHIPPED, root):          # oldest first: the newest wins
@@ -99,8 +99,7 @@ def unshipped_cells(scale: str, seed: int = 0, root=None) -> dict:
                 if col in cells:
                     out[(row, col)] = dict(iod=cells[col], se=cells[f"{col} s.e."], median=cells[f"{col} median"],
                                            train=cells.get(f"{col} train"), train_se=cells.get(f"{col} train s.e."),
-                                           commit=rec["commit"], stale=stale, shipped=bool(p.get("shipped", False)),
-                                           dimensions=p.get("dimensions"))
+                                           commit=rec["commit"], stale=stale, shipped=bool(p.get("shipped", False)))
     return out
 
 
@@ -152,6 +151,15 @@ def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torc
         w = random_projection(net.hypercolumn_channels, overrides["project"], seed).to(device, dtype)
         return lambda x: torch.einsum("oc,bchw->bohw", w, fn(x.to(device, dtype)))
     return lambda x: fn(x.to(device, dtype))
+
+
+def feature_dim(row: str, scale: str) -> int:
+    """The channels of row ``row``'s maps at ``scale``: a compact map's ``feat_dim``, a projected
+    row's ``project``, else the stage-1 backbone's hypercolumn (960 for a ResNet-18)."""
+    name, overrides = _feature_row(row)
+    if "feat_dim" in overrides or "project" in overrides:
+        return overrides.get("feat_dim", overrides.get("project"))
+    return Backbone(zoo.config(name or "lead/stage1-byol", scale)["backbone"]).hypercolumn_channels
 
 
 def random_projection(in_dim: int, out_dim: int, seed: int = 0) -> torch.Tensor:

@@ -321,7 +321,7 @@ def test_frozen_maps_compute_float64_once_per_image_then_let_float32_go(home, on
 
 
 def test_random_projection_keeps_the_norm_in_expectation_and_is_the_64d_rows_map(home, one_thread):
-    from ssl_lab.regression import dense_features, random_projection
+    from ssl_lab.regression import dense_features, feature_dim, random_projection
     w = random_projection(960, 64, seed=0)
     assert w.shape == (64, 960) and torch.equal(w, random_projection(960, 64, seed=0))
     assert not torch.equal(w, random_projection(960, 64, seed=1))
@@ -332,4 +332,6 @@ def test_random_projection_keeps_the_norm_in_expectation_and_is_the_64d_rows_map
     full = dense_features("random hypercolumn", "smoke", dtype=torch.float64)(faces)
     low = dense_features("random hypercolumn / 64", "smoke", dtype=torch.float64)(faces)
     assert low.shape == (2, 64, *full.shape[-2:])
+    assert feature_dim("random hypercolumn / 64", "smoke") == 64 and feature_dim("LEAD / 128", "smoke") == 128
+    assert feature_dim("random hypercolumn", "smoke") == feature_dim("BYOL hypercolumn", "smoke") == full.shape[1]
     assert torch.allclose(low, torch.einsum("oc,bchw->bohw", random_projection(full.shape[1], 64), full))
