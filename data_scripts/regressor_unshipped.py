@@ -10,7 +10,7 @@ evaluates it on the test faces, and on its own training faces, with the chapter'
 in its table, marked as recorded::
 
     OMP_NUM_THREADS=2 python -m ssl_lab train lead/regressor --scale small \\
-        --set "features=random hypercolumn" --set set=300w          # about 75 min on 2 cores
+        --set "features=random hypercolumn" --set set=300w    # 67 min on 2 AMX cores, ~4 h on 2 without
     python data_scripts/regressor_unshipped.py "random hypercolumn" 300w
     # -> results/lead/regressor-unshipped/small-seed0-random-hypercolumn-300w.json
 
