@@ -13,8 +13,8 @@ Feature rows (:data:`FEATURES`): the stage-1 hypercolumns of BYOL and MoCo (the 
 3840-d rows; 960-d for the ResNet-18 below full scale), the same architecture untrained
 (``"random hypercolumn"``, seeded: a yardstick no paper shows; ``"random hypercolumn / 64"``,
 the same maps randomly projected to 64 dimensions, :func:`random_projection`), and the stage-2
-compact maps of LEAD, DVE and CL. Role sets (:data:`SETS`): MAFL, AFLW_M, AFLW_R and 300-W, each a
-SynthFaces ``<set>/train`` and ``<set>/test`` split below full scale.
+compact maps of LEAD, DVE and CL. Role sets (:data:`SETS`): MAFL, AFLW_M, AFLW_R and 300-W,
+each a SynthFaces ``<set>/train`` and ``<set>/test`` split below full scale.
 
 Budgets: ``small`` and ``full`` follow ContrastLandmarks' released schedule: its optimiser
 and a 200-epoch cosine schedule stopped at the epoch its README reports per set (MAFL 120,
@@ -84,8 +84,9 @@ def unshipped_cells(scale: str, seed: int = 0, root=None) -> dict:
     ``seed``: ``{(feature row, column): {"iod", "se", "median", "train", "train_se", "commit",
     "stale", "shipped"}}``, the newest record of each cell (``train``, ``train_se``: the error on
     the regressor's own training faces, None where not recorded; ``shipped``: the regressor is
-    in the zoo, recorded for its training-face error). ``stale``: None while the record's regressor key is the key the recipe
-    gives now (same config, seed, SynthFaces splits), else a sentence saying it is not."""
+    in the zoo, recorded for its training-face error). ``stale``: None while the record's
+    regressor key is the key the recipe gives now (same config, seed, SynthFaces splits), else a
+    sentence saying it is not."""
     out = {}
     for rec in results.load_all(UNSHIPPED, root):          # oldest first: the newest wins
         if rec["scale"] != scale or rec["seeds"] != [seed] or rec["table"] != "thesis-3.2":
