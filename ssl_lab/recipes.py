@@ -730,10 +730,10 @@ def chapter_artefacts(chapter: str, scale: str, seed: int = 0) -> list[tuple[str
                 s("lead/stage2-dve", feat_dim=64), s("lead/stage2-cl", feat_dim=64), s("lead/stage2-cl", feat_dim=256),
                 s("lead/stage2-nmf", feat_dim=64), s("lead/stage2-nmf", feat_dim=256)]
     if chapter in ("lead/regression", "lead/regression_ablations"):
-        from .regression import ABLATION_FITS, FEATURES, FEW_ANNOTATIONS, FEW_DRAWS, REGRESSION_FITS, TABLE_3_5
+        from .regression import ABLATION_FITS, FEW_ANNOTATIONS, FEW_DRAWS, REGRESSION_FITS, TABLE_3_5, feature_network
         fits, few = (REGRESSION_FITS, ()) if chapter == "lead/regression" else (ABLATION_FITS, TABLE_3_5)
-        feats = {(FEATURES[row][0], tuple(sorted(FEATURES[row][1].items()))) for row, _ in fits
-                 if FEATURES[row][0] is not None}
+        nets = [feature_network(row)[:2] for row, _ in fits]
+        feats = {(name, tuple(sorted(ov.items()))) for name, ov in nets if name is not None}
         teachers = {(t, tuple(sorted(ov.items()))) for name, ov in feats    # CL's projector evaluates on its teacher;
                     for t, _, _, ov in zoo.inputs(name, scale, seed, **dict(ov))}   # BYOL is gate S2's yardstick
         return [*(s(name, **dict(ov)) for name, ov in sorted(teachers) + sorted(feats)),

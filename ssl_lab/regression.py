@@ -12,7 +12,8 @@ and the outer eye corners, :func:`ssl_lab.metrics.landmarks.iod_error`).
 Feature rows (:data:`FEATURES`): the stage-1 hypercolumns of BYOL and MoCo (the thesis's
 3840-d rows; 960-d for the ResNet-18 below full scale), the same architecture untrained
 (``"random hypercolumn"``, seeded: a yardstick no paper shows; ``"random hypercolumn / 64"``,
-the same maps randomly projected to 64 dimensions, :func:`random_projection`), and the stage-2
+the same maps randomly projected to 64 dimensions, :func:`random_projection`, and
+``"BYOL hypercolumn / 64"``, BYOL's maps through the same projection), and the stage-2
 compact maps of LEAD, DVE and CL. Role sets (:data:`SETS`): MAFL, AFLW_M, AFLW_R and 300-W,
 each a SynthFaces ``<set>/train`` and ``<set>/test`` split below full scale.
 
@@ -36,12 +37,14 @@ from .metrics.landmarks import iod_error, standard_error
 from .nets.backbones import Backbone, dense_maps
 from .nets.regressor import LandmarkRegressor, fit_regressor, predict
 
-#: feature row -> (zoo recipe, its overrides); None: the stage-1 architecture, untrained
+#: feature row -> (zoo recipe, its overrides); None: the stage-1 architecture, untrained;
+#: ``project``: the hypercolumn through :func:`random_projection` to that many channels
 FEATURES = {
     "BYOL hypercolumn": ("lead/stage1-byol", {}),
     "MoCo hypercolumn": ("lead/stage1-moco", {}),
     "random hypercolumn": (None, {}),
     "random hypercolumn / 64": (None, dict(project=64)),
+    "BYOL hypercolumn / 64": ("lead/stage1-byol", dict(project=64)),
     "LEAD / 64": ("lead/stage2-lead", dict(feat_dim=64, proj_dim=256)),
     "DVE / 64": ("lead/stage2-dve", dict(feat_dim=64)),
     "CL / 64": ("lead/stage2-cl", dict(feat_dim=64)),
@@ -130,17 +133,21 @@ ABLATION_FITS = list(dict.fromkeys([*((row, st) for row, sets in TABLE_3_4.items
 FULL_EPOCHS = {"mafl": 120, "aflw_m": 45, "aflw_r": 45, "300w": 80, ZOOM_SET: 120}
 
 
-def _feature_row(row: str) -> tuple[str | None, dict]:
+def feature_network(row: str) -> tuple[str | None, dict, int | None]:
+    """Row ``row``'s network (its zoo recipe, None for the untrained one), that network's config
+    overrides, and the dimension its hypercolumn is projected to (None: not projected)."""
     if row not in FEATURES:
         raise KeyError(f"unknown feature row {row!r}; known: {list(FEATURES)}")
-    return FEATURES[row]
+    name, overrides = FEATURES[row]
+    net_overrides = {k: v for k, v in overrides.items() if k != "project"}
+    return name, net_overrides, overrides.get("project")
 
 
 def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torch.float32):
     """The frozen feature extractor of row ``row`` (:data:`FEATURES`) at ``scale``: a function
     from float images ``(B, 3, H, W)`` in [0, 1] to maps ``(B, C, H/4, W/4)``, computed in
     ``dtype``."""
-    name, overrides = _feature_row(row)
+    name, overrides, project = feature_network(row)
     if name is None:
         torch.manual_seed(seed)
         net = Backbone(zoo.config("lead/stage1-byol", scale)["backbone"]).to(device).eval()
@@ -148,8 +155,8 @@ def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torc
         net = zoo.get(name, scale, device=device, seed=seed, **overrides)
     net = net.to(dtype)
     fn = net.hypercolumn if isinstance(net, Backbone) else net
-    if name is None and "project" in overrides:
-        w = random_projection(net.hypercolumn_channels, overrides["project"], seed).to(device, dtype)
+    if project is not None:
+        w = random_projection(net.hypercolumn_channels, project, seed).to(device, dtype)
         return lambda x: torch.einsum("oc,bchw->bohw", w, fn(x.to(device, dtype)))
     return lambda x: fn(x.to(device, dtype))
 
@@ -157,9 +164,9 @@ def dense_features(row: str, scale: str, device="cpu", seed: int = 0, dtype=torc
 def feature_dim(row: str, scale: str) -> int:
     """The channels of row ``row``'s maps at ``scale``: a compact map's ``feat_dim``, a projected
     row's ``project``, else the stage-1 backbone's hypercolumn (960 for a ResNet-18)."""
-    name, overrides = _feature_row(row)
-    if "feat_dim" in overrides or "project" in overrides:
-        return overrides.get("feat_dim", overrides.get("project"))
+    name, overrides, project = feature_network(row)
+    if project is not None or "feat_dim" in overrides:
+        return project or overrides["feat_dim"]
     return Backbone(zoo.config(name or "lead/stage1-byol", scale)["backbone"]).hypercolumn_channels
 
 
@@ -167,7 +174,9 @@ def random_projection(in_dim: int, out_dim: int, seed: int = 0) -> torch.Tensor:
     """A seeded Johnson-Lindenstrauss projection ``(out_dim, in_dim)``: independent normal
     entries of variance ``1 / out_dim``, so a projected map cell keeps its squared norm in
     expectation. It makes the random-init hypercolumn a ``out_dim``-d map at the norm it had,
-    so that it differs from the 960-d yardstick in its dimension alone (nothing is learned)."""
+    so that it differs from the 960-d yardstick in its dimension alone (nothing is learned); the
+    BYOL hypercolumn goes through the same matrix (same ``seed``), so that the two projected rows
+    differ in what the network learned alone."""
     g = torch.Generator().manual_seed(10_000 + seed)
     return torch.randn(out_dim, in_dim, generator=g, dtype=torch.float64) / out_dim ** 0.5
 
@@ -194,7 +203,7 @@ def _build_regressor(art, device):
 
 def _features_input(scale, seed, cfg):
     """A regressor's ``inputs``: the network of its feature row (none for the random one)."""
-    name, overrides = _feature_row(cfg["features"])
+    name, overrides, _ = feature_network(cfg["features"])
     return [] if name is None else [(name, scale, seed, overrides)]
 
 
@@ -219,8 +228,8 @@ def train_regressor(cfg, device, seed):
     reg, hist = fit_regressor(feats, train.landmarks, tuple(train.data["image"].shape[-2:]),
                               visible=train.visible, epochs=epochs, schedule_epochs=schedule,
                               batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-                              seed=seed, device=device)
-    wall = time.perf_counter() - t1
+                              seed=seed, device=device, checkpoint=zoo.training_checkpoint())
+    wall = hist["wall_s"]                              # over every resumed part
     return _artefact(reg, hist, feats, train, cfg, t1 - t0, wall,
                      images_per_s=epochs * len(feats) / wall if wall > 0 else float("nan"))
 

@@ -113,9 +113,12 @@ def test_unshipped_cells_read_the_newest_record_of_each_cell_and_flag_a_stale_ke
 
 def test_every_feature_row_and_set_is_known():
     from ssl_lab import zoo
-    for name, overrides in FEATURES.values():
+    from ssl_lab.regression import feature_network
+    for row in FEATURES:
+        name, overrides, project = feature_network(row)
         if name is not None:
             zoo.config(name, "small", **overrides)                      # a recipe with these keys
+        assert project == FEATURES[row][1].get("project") and "project" not in overrides
     assert set(SETS) == {"MAFL", "AFLW_M", "AFLW_R", "300W"}
 
 
@@ -335,3 +338,13 @@ def test_random_projection_keeps_the_norm_in_expectation_and_is_the_64d_rows_map
     assert feature_dim("random hypercolumn / 64", "smoke") == 64 and feature_dim("LEAD / 128", "smoke") == 128
     assert feature_dim("random hypercolumn", "smoke") == feature_dim("BYOL hypercolumn", "smoke") == full.shape[1]
     assert torch.allclose(low, torch.einsum("oc,bchw->bohw", random_projection(full.shape[1], 64), full))
+
+
+def test_the_projected_byol_row_is_the_shipped_byol_hypercolumn_through_the_random_row_s_matrix(one_thread):
+    from ssl_lab.regression import dense_features, feature_dim, random_projection
+    faces = torch.rand(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    full = dense_features("BYOL hypercolumn", "small", dtype=torch.float64)(faces)
+    low = dense_features("BYOL hypercolumn / 64", "small", dtype=torch.float64)(faces)
+    assert feature_dim("BYOL hypercolumn / 64", "small") == 64 == low.shape[1]
+    assert torch.allclose(low, torch.einsum("oc,bchw->bohw", random_projection(full.shape[1], 64, seed=0), full))
+    assert not torch.allclose(low, dense_features("random hypercolumn / 64", "small", dtype=torch.float64)(faces))

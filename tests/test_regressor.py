@@ -219,12 +219,29 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone(one_thread):
                             num_intermediate=5)
     c, _ = R.fit_regressor(feat, lm, 64, epochs=2, batch_size=8, seed=4, num_intermediate=5)
     assert torch.equal(torch.get_rng_state(), state)
-    assert ha == hb
+    assert (ha["loss"], ha["lr"]) == (hb["loss"], hb["lr"]) and ha["wall_s"] > 0
     # denormals are flushed only while fitting: afterwards 1e-40 (a float32 denormal) is not zero
     assert float(torch.tensor(1e-40, dtype=torch.float32) * 1.0) != 0.0
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
         assert torch.equal(pa, pb)
         assert not torch.equal(pa, pc)
+
+
+def test_a_fit_resumed_from_its_checkpoint_is_the_uninterrupted_fit(one_thread, tmp_path):
+    gen = torch.Generator().manual_seed(5)
+    lm = _faces(24, gen)
+    feat = _bump_features(lm, h=8)
+    kwargs = dict(batch_size=8, seed=3, num_intermediate=5, schedule_epochs=4)
+    whole, hw = R.fit_regressor(feat, lm, 64, epochs=4, **kwargs)
+    ckpt = tmp_path / "reg.ckpt"
+    R.fit_regressor(feat, lm, 64, epochs=2, checkpoint=ckpt, **kwargs)     # stopped after epoch 2
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    resumed, hr = R.fit_regressor(feat, lm, 64, epochs=4, checkpoint=ckpt, **kwargs)
+    assert (hr["loss"], hr["lr"]) == (hw["loss"], hw["lr"])
+    for pw, pr in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(pw, pr)
+    with pytest.raises(ValueError, match="another fit"):                  # other arguments: not resumed
+        R.fit_regressor(feat, lm, 64, epochs=4, checkpoint=ckpt, **{**kwargs, "seed": 4})
 
 
 def test_fit_schedule_repeat_visibility_and_predict(one_thread):

@@ -102,12 +102,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..metrics.landmarks import _image_hw
+from ..paths import atomic_save
 from ..progress import bar as progress_bar
 
 __all__ = ["soft_argmax", "pixels_to_normalized", "normalized_to_pixels", "grid_to_pixels",
@@ -342,7 +345,7 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
                   betas: tuple[float, float] = (0.5, 0.999), amsgrad: bool = False,
                   schedule: str = "cosine", schedule_epochs: int | None = None,
                   eta_min: float | None = None, device="cpu", progress: bool = False,
-                  encoder: nn.Module | None = None, amp: bool = False
+                  encoder: nn.Module | None = None, amp: bool = False, checkpoint=None
                   ) -> tuple[LandmarkRegressor, dict]:
     """Train a :class:`LandmarkRegressor` on **precomputed** frozen features.
 
@@ -385,8 +388,15 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
     for LEAD's dense network on one AMX core). The encoder is left in eval mode, as the
     regressor.
 
+    ``checkpoint``: a file written atomically after every epoch (the regressor, the optimiser,
+    the shuffling generator, the history, the wall time so far and the call's arguments); if it
+    exists, the fit resumes after its last epoch, and the result is the uninterrupted fit's
+    (tested). A checkpoint written by another call (other arguments or data shape) is an error.
+    Not for ``encoder=`` fits.
+
     Returns ``(regressor, history)``: the trained regressor in eval mode on ``device``, and
-    ``{"loss": [mean training loss per epoch], "lr": [lr per epoch]}``.
+    ``{"loss": [mean training loss per epoch], "lr": [lr per epoch], "wall_s": seconds of
+    training, over every resumed part}``.
     """
     features = torch.as_tensor(features)
     landmarks = torch.as_tensor(landmarks)
@@ -433,11 +443,26 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
     shuffle_gen = torch.Generator().manual_seed(int(seed) + 1)
     epoch_index = repeat_indices(n, num_per_epoch)
     history: dict[str, list[float]] = {"loss": [], "lr": []}
+    if checkpoint is not None and encoder is not None:
+        raise ValueError("checkpoint= resumes frozen-feature fits only, not encoder= ones")
+    call = dict(shape=tuple(features.shape), k=k, epochs_scheduled=t_max, batch_size=batch_size, lr=lr,
+                weight_decay=weight_decay, seed=int(seed), num_per_epoch=num_per_epoch,
+                num_intermediate=num_intermediate, softargmax_mul=softargmax_mul, alpha=alpha,
+                betas=tuple(betas), amsgrad=amsgrad, schedule=schedule, eta_min=floor)
+    start_epoch, wall0, t0 = 0, 0.0, time.perf_counter()
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+        if ck["call"] != call:
+            raise ValueError(f"checkpoint {checkpoint} was written by another fit; delete it to start afresh")
+        reg.load_state_dict(ck["regressor"])
+        opt.load_state_dict(ck["optimizer"])
+        shuffle_gen.set_state(ck["shuffle"])
+        history, start_epoch, wall0 = ck["history"], ck["epoch"], ck["wall_s"]
 
     max_bytes = TRAIN_BYTES if device.type == "cpu" and channels <= MICRO_CHANNELS else None
     reg.train()
     with _flush_denormals():                          # see the docstring
-        for epoch in progress_bar(range(int(epochs)), "regressor", show=progress, leave=False):
+        for epoch in progress_bar(range(start_epoch, int(epochs)), "regressor", show=progress, leave=False):
             cur = _cosine_lr(lr, floor, epoch, t_max) if schedule == "cosine" else lr
             for group in opt.param_groups:
                 group["lr"] = cur
@@ -455,6 +480,11 @@ def fit_regressor(features: torch.Tensor, landmarks: torch.Tensor, image_size, *
                 count += len(idx)
             history["loss"].append(total / max(count, 1))
             history["lr"].append(cur)
+            if checkpoint is not None:
+                atomic_save(dict(call=call, regressor=reg.state_dict(), optimizer=opt.state_dict(),
+                                 shuffle=shuffle_gen.get_state(), history=history, epoch=epoch + 1,
+                                 wall_s=wall0 + time.perf_counter() - t0), checkpoint)
+    history["wall_s"] = wall0 + time.perf_counter() - t0
     reg.eval()
     if encoder is not None:
         encoder.eval()
